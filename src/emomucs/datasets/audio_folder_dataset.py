@@ -1,0 +1,96 @@
+"""A folder of audio files as one Kedro dataset, loaded lazily and confined to its root."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from kedro.io import AbstractDataset, DatasetError
+
+from emomucs.audio import AUDIO_EXTENSIONS, load_audio
+
+AudioLoader = Callable[[], tuple[np.ndarray, int]]
+
+
+class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict]):
+    """Every audio file below a folder, keyed by its relative path without extension.
+
+    Loading returns ``key -> loader`` where calling the loader decodes that file, so a
+    pipeline reads only the tracks it needs. Only files under ``path`` are ever listed,
+    which keeps a dataset's ``fileName`` column from reaching outside its root. A missing
+    folder loads as an empty dict: the consumer decides whether that is an error.
+
+    Saving takes ``key -> (array (channels, samples), sample_rate)`` and writes
+    ``<path>/<key>.wav`` (16-bit PCM) through a temporary file and a rename.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        extensions: list[str] | None = None,
+        subtype: str = "PCM_16",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._path = Path(path)
+        self._extensions = tuple(e.lower() for e in (extensions or AUDIO_EXTENSIONS))
+        self._subtype = subtype
+        self.metadata = metadata
+
+    def load(self) -> dict[str, AudioLoader]:
+        if not self._path.is_dir():
+            return {}
+        loaders: dict[str, AudioLoader] = {}
+        for file in sorted(self._path.rglob("*")):
+            if not file.is_file() or file.suffix.lower() not in self._extensions:
+                continue
+            key = file.relative_to(self._path).with_suffix("").as_posix()
+            if key in loaders:
+                raise DatasetError(
+                    f"{self._path}: two audio files share the key {key!r} "
+                    "(same name, different extensions)"
+                )
+            loaders[key] = partial(load_audio, file)
+        return loaders
+
+    def file_for(self, key: str) -> Path | None:
+        """The file behind ``key``, or None; for messages and provenance."""
+        for extension in self._extensions:
+            candidate = self._path / f"{key}{extension}"
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def save(self, data: dict[str, tuple[np.ndarray, int]]) -> None:
+        root = self._path.resolve()
+        for key, (audio, sample_rate) in data.items():
+            target = (root / f"{key}.wav").resolve()
+            if root not in target.parents:
+                raise DatasetError(f"refusing to write {key!r} outside {root}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(
+                dir=target.parent, prefix=f".{target.stem}.", suffix=".wav"
+            )
+            os.close(descriptor)
+            try:
+                sf.write(
+                    temporary,
+                    np.asarray(audio, dtype=np.float32).T,
+                    int(sample_rate),
+                    subtype=self._subtype,
+                )
+                os.replace(temporary, target)
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path), "extensions": self._extensions}
