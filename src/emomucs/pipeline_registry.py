@@ -1,16 +1,19 @@
-"""Project pipelines."""
+"""Project pipelines, registered by the names users run."""
+
 from __future__ import annotations
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
+
+from emomucs.pipelines import clipping, ingestion
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines.
-
-    Returns:
-        A mapping from pipeline names to ``Pipeline`` objects.
-    """
-    pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(pipelines.values())
+    """Map pipeline names to pipelines; each includes the stages it needs upstream."""
+    data = ingestion.create_pipeline() + clipping.create_pipeline()
+    pipelines: dict[str, Pipeline] = {
+        "ingestion": ingestion.create_pipeline(),
+        "clipping": clipping.create_pipeline(),
+        "data": data,
+    }
+    pipelines["__default__"] = data
     return pipelines

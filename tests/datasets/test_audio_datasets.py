@@ -1,0 +1,70 @@
+"""The custom datasets: versioned AudioSet npz files and audio folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kedro.io import DatasetError, Version
+
+from emomucs.audio import AudioSet
+from emomucs.datasets import AudioFolderDataset, AudioSetDataset
+
+
+def _audio_set(value: float, sources=()) -> AudioSet:
+    shape = (len(sources), 1, 8) if sources else (2, 8)
+    return AudioSet(
+        sample_rate=22050,
+        audio={3: np.full(shape, value, np.float32), 11: np.zeros(shape, np.float32)},
+        sources=tuple(sources),
+        attrs={"separator": "oracle"},
+    )
+
+
+def test_audio_set_round_trip(tmp_path):
+    dataset = AudioSetDataset(str(tmp_path / "stems.npz"))
+    dataset.save(_audio_set(0.5, ("drums", "bass")))
+    loaded = dataset.load()
+    assert loaded.sample_rate == 22050 and loaded.sources == ("drums", "bass")
+    assert loaded.attrs == {"separator": "oracle"} and loaded.music_ids == [3, 11]
+    np.testing.assert_array_equal(loaded.audio[3], np.full((2, 1, 8), 0.5, np.float32))
+
+
+def test_older_version_loads_back_after_a_newer_run(tmp_path):
+    path = str(tmp_path / "clips.npz")
+    AudioSetDataset(path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(
+        _audio_set(0.25)
+    )
+    AudioSetDataset(path, version=Version(None, "2026-02-01T00.00.00.000Z")).save(
+        _audio_set(0.75)
+    )
+    latest = AudioSetDataset(path, version=Version(None, None)).load()
+    older = AudioSetDataset(
+        path, version=Version("2026-01-01T00.00.00.000Z", None)
+    ).load()
+    assert latest.audio[3][0, 0] == 0.75
+    assert older.audio[3][0, 0] == 0.25
+
+
+def test_audio_set_dataset_refuses_other_types(tmp_path):
+    with pytest.raises(DatasetError, match="saves an AudioSet"):
+        AudioSetDataset(str(tmp_path / "x.npz")).save({"a": 1})
+
+
+def test_audio_folder_round_trip_and_missing_folder(tmp_path):
+    folder = AudioFolderDataset(str(tmp_path / "stems"))
+    assert folder.load() == {}
+    tone = np.sin(np.linspace(0, 100, 2205, dtype=np.float32))[None].repeat(2, 0) * 0.5
+    folder.save({"12/drums": (tone, 22050), "12/bass": (tone * 0.5, 22050)})
+    loaders = folder.load()
+    assert sorted(loaders) == ["12/bass", "12/drums"]
+    audio, rate = loaders["12/drums"]()
+    assert rate == 22050 and audio.shape == (2, 2205)
+    np.testing.assert_allclose(audio, tone, atol=1e-4)  # 16-bit quantisation
+    assert not list((tmp_path / "stems" / "12").glob(".*"))  # no temporary left over
+
+
+def test_audio_folder_never_writes_outside_its_root(tmp_path):
+    folder = AudioFolderDataset(str(tmp_path / "root"))
+    with pytest.raises(DatasetError, match="outside"):
+        folder.save({"../escape": (np.zeros((1, 10), np.float32), 8000)})
+    assert not (tmp_path / "escape.wav").exists()
