@@ -71,14 +71,14 @@ def clip_choruses(
     rejections = Rejections("clipping", options.get("on_bad_track", "skip"))
     clips: dict[int, np.ndarray] = {}
     rows = []
-    for music_id, file_name, duration in tqdm(
+    for raw_id, file_name, duration in tqdm(
         tracks[["musicId", "fileName", "duration"]].itertuples(index=False),
         total=len(tracks),
         desc="clipping",
         unit="track",
         disable=None,
     ):
-        music_id = int(music_id)
+        music_id = int(raw_id)
         try:
             audio, source_rate = choruses[audio_key(file_name)]()
         except AudioError as error:
