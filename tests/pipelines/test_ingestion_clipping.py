@@ -45,7 +45,7 @@ def real_tables(pmemo_samples):
 def candidates(real_tables):
     metadata, annotations, choruses = real_tables
     valid, rejected_metadata = validate_metadata(metadata, INGESTION)
-    labelled, rejected_labels = attach_labels(valid, annotations, INGESTION)
+    labelled, rejected_labels = attach_labels(valid, annotations, metadata, INGESTION)
     located, rejected_audio = locate_audio(labelled, choruses, INGESTION)
     assert rejected_metadata.empty and rejected_labels.empty and rejected_audio.empty
     return located

@@ -163,12 +163,16 @@ def rescale_label(value: float) -> float:
 
 
 def attach_labels(
-    tracks: pd.DataFrame, annotations: pd.DataFrame, options: dict[str, Any]
+    tracks: pd.DataFrame,
+    annotations: pd.DataFrame,
+    metadata: pd.DataFrame,
+    options: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join static annotations on musicId and rescale them to [-1, 1].
 
     Tracks without exactly one annotation row, or with a NaN or out-of-range label, are
-    rejected; annotation rows for ids absent from the metadata are recorded too.
+    rejected; annotation rows for ids absent from ``metadata`` (all rows, valid or not)
+    are recorded too.
     """
     _require_columns(
         annotations,
@@ -181,7 +185,7 @@ def attach_labels(
     for raw_id in annotations.loc[labels["musicId"].isna(), "musicId"]:
         rejections.add(raw_id, f"annotation musicId {raw_id!r} is not a whole number")
     labels = labels.dropna(subset=["musicId"])
-    known = set(tracks["musicId"])
+    known = set(_music_ids(metadata).dropna())
     for music_id in sorted(set(labels["musicId"]) - known):
         logger.info("annotation for musicId %s has no metadata row: ignored", music_id)
         rejections.add(
@@ -204,7 +208,9 @@ def attach_labels(
                 pd.Series([by_id.at[music_id, column]]), errors="coerce"
             ).iloc[0]
         bad = [
-            f"{name} {value!r} is {'NaN' if pd.isna(value) else 'outside [0, 1]'}"
+            f"{name} is NaN"
+            if pd.isna(value)
+            else f"{name} {value:g} is outside [0, 1]"
             for name, value in values.items()
             if pd.isna(value) or not 0.0 <= value <= 1.0
         ]

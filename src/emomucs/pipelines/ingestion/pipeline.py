@@ -16,7 +16,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 attach_labels,
-                ["valid_metadata", "pmemo_static_annotations", "params:ingestion"],
+                [
+                    "valid_metadata",
+                    "pmemo_static_annotations",
+                    "pmemo_metadata",
+                    "params:ingestion",
+                ],
                 ["labelled_tracks", "label_rejections"],
                 name="attach_labels",
             ),
