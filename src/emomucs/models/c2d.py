@@ -1,0 +1,142 @@
+"""C2D: the original code's "VGGishEmoNet", a small VGG-like 2-D CNN on log-mels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from emomucs.models.base import SourceModel, init_weights
+
+
+def plan_pools(
+    n_mels: int,
+    n_frames: int,
+    freq_pools: Sequence[int],
+    time_pools: Sequence[int],
+    reference_frames: int,
+) -> list[tuple[int, int]]:
+    """Max-pool sizes per block, ``(freq, time)``.
+
+    Time pools are scaled by ``n_frames / reference_frames`` and rounded, as in the
+    original (4, 4, 5, 4, 4 at 1360 frames become 3 each at 862). Unlike the
+    original, no pool is below 1 or larger than what is left of its dimension, so
+    short inputs still reach the global pooling with at least one cell.
+    """
+    if len(freq_pools) != len(time_pools):
+        raise ValueError(
+            f"C2D: {len(freq_pools)} frequency pools but {len(time_pools)} time pools"
+        )
+    ratio = n_frames / reference_frames
+    pools = []
+    height, width = n_mels, n_frames
+    for f_pool, t_pool in zip(freq_pools, time_pools):
+        f = max(1, min(int(f_pool), height))
+        t = max(1, min(round(t_pool * ratio), width))
+        pools.append((f, t))
+        height, width = height // f, width // t
+    return pools
+
+
+class C2D(SourceModel):
+    """VGG-like 2-D CNN over the log-mel image (the original "VGGishEmoNet").
+
+    5 blocks of conv2d 3×3 (32 filters, padding 1) → BN → ELU → max-pool, then a
+    global average pool (32 features) and a linear layer to 2 outputs. Frequency
+    is pooled by 2 per block; time pools 4, 4, 5, 4, 4 are scaled by
+    ``n_frames / 1360`` (see :func:`plan_pools`).
+
+    ``hidden_layer=True`` adds FC 32→``hidden_units`` → ReLU before the output
+    layer; this project's extension, so EmoMucs can fuse C2D at mid level (the
+    original C2D's head is a single layer, so the paper has no C2D mid fusion).
+    Without it, ``hidden`` is the identity and ``has_hidden_layer`` is False.
+
+    Input ``(batch, n_mels, n_frames)``; output ``(batch, n_outputs)``, linear.
+
+    Args:
+        n_mels: mel bands.
+        n_frames: frames per clip (sets the time pools).
+        n_filters: filters of every conv layer.
+        freq_pools: frequency pool per block.
+        time_pools: time pool per block at ``reference_frames`` frames.
+        reference_frames: frame count the time pools refer to (30 s in the
+            original's source).
+        hidden_layer: add the hidden FC layer.
+        hidden_units: its units.
+        dropout: dropout before the hidden FC layer (the original head has none).
+        n_outputs: predicted values.
+    """
+
+    name = "C2D"
+
+    def __init__(
+        self,
+        n_mels: int = 40,
+        n_frames: int = 862,
+        n_filters: int = 32,
+        freq_pools: Sequence[int] = (2, 2, 2, 2, 2),
+        time_pools: Sequence[int] = (4, 4, 5, 4, 4),
+        reference_frames: int = 1360,
+        hidden_layer: bool = False,
+        hidden_units: int = 32,
+        dropout: float = 0.0,
+        n_outputs: int = 2,
+    ) -> None:
+        super().__init__()
+        self.init_kwargs = {
+            "n_mels": int(n_mels),
+            "n_frames": int(n_frames),
+            "n_filters": int(n_filters),
+            "freq_pools": [int(p) for p in freq_pools],
+            "time_pools": [int(p) for p in time_pools],
+            "reference_frames": int(reference_frames),
+            "hidden_layer": bool(hidden_layer),
+            "hidden_units": int(hidden_units),
+            "dropout": float(dropout),
+            "n_outputs": int(n_outputs),
+        }
+        self.n_mels, self.n_frames = int(n_mels), int(n_frames)
+        if self.n_mels < 1 or self.n_frames < 1:
+            raise ValueError(
+                f"C2D: need at least one mel band and one frame, "
+                f"got {self.n_mels} × {self.n_frames}"
+            )
+        self.pool_sizes = plan_pools(
+            self.n_mels, self.n_frames, freq_pools, time_pools, reference_frames
+        )
+        blocks: list[nn.Module] = []
+        in_channels = 1
+        for pool in self.pool_sizes:
+            blocks += [
+                nn.Conv2d(in_channels, n_filters, kernel_size=3, padding=1),
+                nn.BatchNorm2d(n_filters),
+                nn.ELU(),
+                nn.MaxPool2d(pool),
+            ]
+            in_channels = n_filters
+        blocks += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
+        self.feature_net = nn.Sequential(nn.Unflatten(1, (1, self.n_mels)), *blocks)
+        self.feature_size = int(n_filters)
+        self.has_hidden_layer = bool(hidden_layer)
+        if self.has_hidden_layer:
+            self.hidden_net = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(self.feature_size, hidden_units),
+                nn.ReLU(),
+            )
+            self.hidden_size = int(hidden_units)
+        else:
+            self.hidden_net = nn.Identity()
+            self.hidden_size = self.feature_size
+        self.output_net = nn.Linear(self.hidden_size, n_outputs)
+        self.n_outputs = int(n_outputs)
+        self.apply(init_weights)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        expected = (self.n_mels, self.n_frames)
+        if x.ndim != 3 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"{self.name}: expected input (batch, {expected[0]} mels, "
+                f"{expected[1]} frames), got {tuple(x.shape)}"
+            )
