@@ -1,0 +1,252 @@
+"""Synthetic corpus: a PMEmo2019-format dataset whose labels are a known function of
+the music, written with its true stems, the ground truth and the reachable R².
+
+Audio nodes are generators with one output each: every yielded chunk is one track,
+saved by Kedro as it comes, so a corpus of any size needs the memory of one track.
+(A generator node with several outputs would not do: Kedro splits its chunks with
+``itertools.tee``, which holds them in blocks of 57.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emomucs import SOURCES
+from emomucs.synthetic import (
+    AROUSAL_WEIGHTS,
+    VALENCE_WEIGHTS,
+    TrackDesign,
+    design_corpus,
+    design_multitrack,
+    label_ceiling,
+    noiseless_labels,
+    render_track,
+    title_of,
+)
+
+logger = logging.getLogger(__name__)
+
+METADATA_COLUMNS = [
+    "musicId",
+    "fileName",
+    "title",
+    "artist",
+    "album",
+    "duration",
+    "chorus_start_time",
+    "chorus_end_time",
+]
+ANNOTATION_COLUMNS = ["musicId", "Arousal(mean)", "Valence(mean)"]
+_DESIGN_COLUMNS = [f.name for f in fields(TrackDesign) if f.name != "music_id"]
+
+AudioChunk = dict[str, tuple[np.ndarray, int]]
+AudioLoader = Callable[[], tuple[np.ndarray, int]]
+
+
+def design_tracks(options: dict[str, Any]) -> pd.DataFrame:
+    """The ground truth: every track's musical parameters and its labels.
+
+    Args:
+        options: ``n_tracks``, ``seed``, ``first_music_id``, ``chorus_range_s``,
+            ``short_below_s``, ``short_fraction`` and ``label_noise_sd``.
+
+    Returns:
+        One row per track: ``musicId``, the :class:`TrackDesign` fields,
+        ``arousal_noiseless``/``valence_noiseless`` (the label function's value) and
+        ``arousal``/``valence`` (the published annotations), all on PMEmo's [0, 1].
+    """
+    designs, annotations = design_corpus(
+        count=int(options["n_tracks"]),
+        seed=int(options["seed"]),
+        first_music_id=int(options["first_music_id"]),
+        chorus_range_s=tuple(options["chorus_range_s"]),
+        short_below_s=float(options["short_below_s"]),
+        short_fraction=float(options["short_fraction"]),
+        noise_sd=float(options["label_noise_sd"]),
+    )
+    rows = []
+    for design, (arousal, valence) in zip(designs, annotations, strict=True):
+        row = design.as_dict()
+        row["musicId"] = row.pop("music_id")
+        row["mode"] = design.mode
+        row["arousal_noiseless"], row["valence_noiseless"] = noiseless_labels(design)
+        row["arousal"], row["valence"] = float(arousal), float(valence)
+        rows.append(row)
+    columns = ["musicId", *_DESIGN_COLUMNS, "mode"]
+    columns += ["arousal_noiseless", "valence_noiseless", "arousal", "valence"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _designs(ground_truth: pd.DataFrame) -> list[TrackDesign]:
+    """Rebuild the designs from the ground-truth table (as read back from csv)."""
+    missing = [c for c in ["musicId", *_DESIGN_COLUMNS] if c not in ground_truth]
+    if missing:
+        raise ValueError(f"synthetic ground truth lacks columns {missing}")
+    designs = []
+    for record in ground_truth.to_dict("records"):
+        values = {name: record[name] for name in _DESIGN_COLUMNS}
+        for name in ("major", "key", "progression", "chorus_start_s", "render_seed"):
+            values[name] = int(values[name])
+        designs.append(TrackDesign(music_id=int(record["musicId"]), **values))
+    return designs
+
+
+def _mm_ss(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
+
+
+def build_metadata(ground_truth: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
+    """PMEmo's ``metadata.csv``: chorus file name, its duration and where it sits.
+
+    ``duration`` is the chorus file's length in seconds (one decimal), and the chorus
+    times are ``mm:ss`` positions in the imagined full song, as in PMEmo.
+    """
+    rows = []
+    for design in _designs(ground_truth):
+        start = design.chorus_start_s
+        rows.append(
+            {
+                "musicId": design.music_id,
+                "fileName": f"{design.music_id}.wav",
+                "title": title_of(design),
+                "artist": "emomucs synthetic",
+                "album": f"Synthetic corpus (seed {options['seed']})",
+                "duration": design.duration_s,
+                "chorus_start_time": _mm_ss(start),
+                "chorus_end_time": _mm_ss(start + design.duration_s),
+            }
+        )
+    return pd.DataFrame(rows, columns=METADATA_COLUMNS)
+
+
+def build_static_annotations(ground_truth: pd.DataFrame) -> pd.DataFrame:
+    """PMEmo's ``annotations/static_annotations.csv``: the noisy labels on [0, 1]."""
+    annotations = ground_truth[["musicId", "arousal", "valence"]]
+    return annotations.set_axis(ANNOTATION_COLUMNS, axis=1).reset_index(drop=True)
+
+
+def estimate_ceiling(
+    ground_truth: pd.DataFrame, options: dict[str, Any]
+) -> dict[str, Any]:
+    """The best R² any model can reach on this corpus, per dimension.
+
+    Returns:
+        ``noise_sd`` (on [0, 1]), the label functions' weights and, for ``arousal`` and
+        ``valence``, the variances on the models' [-1, 1] scale,
+        ``r2_theoretical = 1 - noise_var / label_var`` and ``r2_empirical`` (the R² of
+        the noiseless labels as predictions of the annotations).
+    """
+    noise_sd = float(options["label_noise_sd"])
+    ceiling: dict[str, Any] = {
+        "scale": "[-1, 1] (2 * PMEmo label - 1)",
+        "n_tracks": len(ground_truth),
+        "noise_sd": noise_sd,
+        "label_function_weights": {
+            "arousal": AROUSAL_WEIGHTS,
+            "valence": VALENCE_WEIGHTS,
+        },
+    }
+    for dimension in ("arousal", "valence"):
+        ceiling[dimension] = label_ceiling(
+            ground_truth[f"{dimension}_noiseless"].to_numpy(),
+            ground_truth[dimension].to_numpy(),
+            noise_sd,
+        )
+        logger.info(
+            "synthetic corpus: best reachable R² for %s is %.3f (theory) / %.3f "
+            "(this sample)",
+            dimension,
+            ceiling[dimension]["r2_theoretical"],
+            ceiling[dimension]["r2_empirical"],
+        )
+    return ceiling
+
+
+def _channels(options: dict[str, Any]) -> int:
+    return 2 if options.get("stereo", True) else 1
+
+
+def render_stems(
+    ground_truth: pd.DataFrame, options: dict[str, Any]
+) -> Iterator[AudioChunk]:
+    """Render the four stems of each track, one track per yielded chunk.
+
+    Yields:
+        ``{"<musicId>/<source>": (stem, rate)}``, arrays ``(channels, samples)`` on the
+        16-bit grid, so they are stored without rounding.
+    """
+    rate = int(options["sample_rate"])
+    channels = _channels(options)
+    for design in _designs(ground_truth):
+        stems = render_track(design, rate, channels)
+        yield {
+            f"{design.music_id}/{source}": (stem, rate)
+            for source, stem in zip(SOURCES, stems, strict=True)
+        }
+
+
+def mix_stems(
+    ground_truth: pd.DataFrame, stems: dict[str, AudioLoader]
+) -> Iterator[AudioChunk]:
+    """Each chorus as the sum of its stored stems, one track per yielded chunk.
+
+    Mixing what was stored (not what was rendered) makes "the stems sum to the
+    chorus" hold for the files themselves: 16-bit stems add up exactly.
+
+    Args:
+        ground_truth: The tracks to mix (``musicId``).
+        stems: ``"<musicId>/<source>" -> loader`` returning ``(array, rate)``.
+
+    Raises:
+        ValueError: A track lacks a stem, or its stems differ in rate or shape.
+    """
+    for music_id in ground_truth["musicId"].astype(int):
+        parts, rates = [], set()
+        for source in SOURCES:
+            loader = stems.get(f"{music_id}/{source}")
+            if loader is None:
+                raise ValueError(f"track {music_id}: no {source} stem to mix")
+            audio, rate = loader()
+            parts.append(audio)
+            rates.add(rate)
+        if len(rates) > 1 or len({part.shape for part in parts}) > 1:
+            raise ValueError(
+                f"track {music_id}: stems differ in rate {sorted(rates)} or shape "
+                f"{[part.shape for part in parts]}"
+            )
+        yield {str(music_id): (np.sum(parts, axis=0, dtype=np.float32), rates.pop())}
+
+
+def render_multitrack(options: dict[str, Any]) -> Iterator[AudioChunk]:
+    """Unlabelled multitrack songs for training a source separator, one per chunk.
+
+    Args:
+        options: ``sample_rate``, ``stereo`` and ``multitrack``: ``n_tracks``,
+            ``seed`` (must differ from the corpus seed), ``duration_s``.
+
+    Yields:
+        ``{"track_<nnn>/<source>": (stem, rate)}`` for the four sources of one song.
+    """
+    settings = options["multitrack"]
+    if int(settings["seed"]) == int(options["seed"]):
+        raise ValueError(
+            f"synthetic_corpus.multitrack.seed {settings['seed']} equals the corpus "
+            "seed: the separator would train on the music it is evaluated on"
+        )
+    rate = int(options["sample_rate"])
+    designs = design_multitrack(
+        int(settings["n_tracks"]), int(settings["seed"]), float(settings["duration_s"])
+    )
+    for design in designs:
+        stems = render_track(design, rate, _channels(options))
+        yield {
+            f"track_{design.music_id:03d}/{source}": (stem, rate)
+            for source, stem in zip(SOURCES, stems)
+        }

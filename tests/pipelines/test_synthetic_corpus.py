@@ -1,0 +1,257 @@
+"""The synthetic_corpus pipeline: in memory, and written to disk through its catalog."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from omegaconf import OmegaConf
+
+from emomucs import SOURCES
+from emomucs.pipelines.synthetic_corpus import create_pipeline
+from emomucs.pipelines.synthetic_corpus.nodes import mix_stems, render_multitrack
+from emomucs.synthetic import design_corpus, render_track
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CATALOG = PROJECT_ROOT / "conf" / "base" / "catalog" / "synthetic_corpus.yml"
+PARAMETERS = PROJECT_ROOT / "conf" / "base" / "parameters" / "synthetic_corpus.yml"
+PMEMO_HEADER = (
+    "musicId,fileName,title,artist,album,duration,chorus_start_time,chorus_end_time"
+)
+OUTPUTS = [
+    "synthetic_metadata",
+    "synthetic_static_annotations",
+    "synthetic_choruses",
+    "synthetic_stems",
+    "synthetic_ground_truth",
+    "synthetic_ceiling",
+    "synthetic_multitrack",
+]
+MM_SS = re.compile(r"^\d{2}:[0-5]\d$")
+
+
+def _tiny_options() -> dict:
+    """The shipped parameters, shrunk to four tracks of a few seconds."""
+    options = yaml.safe_load(PARAMETERS.read_text())["synthetic_corpus"]
+    options.update(
+        n_tracks=4,
+        seed=11,
+        chorus_range_s=[2.0, 4.0],
+        short_below_s=3.0,
+        short_fraction=0.25,
+    )
+    options["multitrack"].update(n_tracks=2, duration_s=2.0)
+    return options
+
+
+class _KeptMemoryDataset(MemoryDataset):
+    """Survives the run, so a test can read intermediate outputs (ground truth)."""
+
+    def _release(self) -> None:
+        pass
+
+
+class _ChunkedMemoryDataset(_KeptMemoryDataset):
+    """An in-memory AudioFolderDataset: keeps every chunk a generator node saves (a
+    MemoryDataset keeps the last) and loads as ``key -> loader``."""
+
+    def save(self, data: dict) -> None:
+        previous = super().load() if self._exists() else {}
+        super().save({**previous, **data})
+
+    def load(self) -> dict:
+        return {
+            key: partial(lambda v: v, value) for key, value in super().load().items()
+        }
+
+
+def _seconds(mm_ss: str) -> int:
+    minutes, seconds = mm_ss.split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+@pytest.fixture(scope="module")
+def in_memory() -> tuple[dict, dict]:
+    options = _tiny_options()
+    catalog = DataCatalog(
+        {
+            "params:synthetic_corpus": MemoryDataset(options),
+            **{name: _KeptMemoryDataset() for name in OUTPUTS},
+            **{
+                name: _ChunkedMemoryDataset()
+                for name in ("synthetic_choruses", "synthetic_stems")
+                + ("synthetic_multitrack",)
+            },
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    outputs = {name: catalog.load(name) for name in OUTPUTS}
+    for name in ("synthetic_choruses", "synthetic_stems", "synthetic_multitrack"):
+        outputs[name] = {key: load() for key, load in outputs[name].items()}
+    return outputs, options
+
+
+def test_tables_have_the_pmemo_columns_and_formats(in_memory):
+    outputs, options = in_memory
+    metadata = outputs["synthetic_metadata"]
+    assert ",".join(metadata.columns) == PMEMO_HEADER
+    ids = list(range(options["first_music_id"], options["first_music_id"] + 4))
+    assert metadata["musicId"].tolist() == ids
+    assert metadata["fileName"].tolist() == [f"{i}.wav" for i in ids]
+    assert (metadata["duration"] == metadata["duration"].round(1)).all()
+    assert metadata["chorus_start_time"].str.match(MM_SS).all()
+    assert metadata["chorus_end_time"].str.match(MM_SS).all()
+    spans = metadata["chorus_end_time"].map(_seconds) - metadata[
+        "chorus_start_time"
+    ].map(_seconds)
+    assert (abs(spans - metadata["duration"]) <= 0.5).all()
+    # exactly one of four choruses is shorter than the clip length
+    assert (metadata["duration"] < options["short_below_s"]).sum() == 1
+
+    annotations = outputs["synthetic_static_annotations"]
+    assert list(annotations.columns) == ["musicId", "Arousal(mean)", "Valence(mean)"]
+    assert annotations["musicId"].tolist() == ids
+    labels = annotations[["Arousal(mean)", "Valence(mean)"]]
+    assert ((labels >= 0) & (labels <= 1)).all().all()
+    assert (labels == labels.round(3)).all().all()
+
+
+def test_audio_matches_the_metadata_and_stems_sum_to_the_mix(in_memory):
+    outputs, options = in_memory
+    choruses, stems = outputs["synthetic_choruses"], outputs["synthetic_stems"]
+    metadata = outputs["synthetic_metadata"].set_index("musicId")
+    assert sorted(choruses) == sorted(str(i) for i in metadata.index)
+    assert sorted(stems) == sorted(f"{i}/{s}" for i in metadata.index for s in SOURCES)
+    for music_id, row in metadata.iterrows():
+        mix, rate = choruses[str(music_id)]
+        assert rate == options["sample_rate"]
+        assert mix.shape == (2, round(row["duration"] * rate))
+        parts = np.stack([stems[f"{music_id}/{source}"][0] for source in SOURCES])
+        np.testing.assert_array_equal(parts.sum(axis=0), mix)
+
+
+def test_ground_truth_and_ceiling_describe_the_labels(in_memory):
+    outputs, options = in_memory
+    truth = outputs["synthetic_ground_truth"]
+    for column in ("tempo_bpm", "drum_density", "drum_intensity", "major"):
+        assert column in truth
+    for column in ("brightness", "vocal_midi", "mode", "render_seed"):
+        assert column in truth
+    annotations = outputs["synthetic_static_annotations"]
+    np.testing.assert_array_equal(truth["arousal"], annotations["Arousal(mean)"])
+    noise = (
+        truth[["arousal", "valence"]].to_numpy()
+        - truth[["arousal_noiseless", "valence_noiseless"]].to_numpy()
+    )
+    assert 0 < np.abs(noise).max() < 5 * options["label_noise_sd"]
+
+    ceiling = outputs["synthetic_ceiling"]
+    json.dumps(ceiling)  # the catalog writes it as json
+    assert ceiling["noise_sd"] == options["label_noise_sd"]
+    for dimension in ("arousal", "valence"):
+        result = ceiling[dimension]
+        assert 0 < result["noise_var"] <= 4 * options["label_noise_sd"] ** 2
+        assert result["r2_theoretical"] == pytest.approx(
+            1 - result["noise_var"] / result["expected_label_var"]
+        )
+        assert -1 <= result["r2_empirical"] <= 1
+
+
+def test_multitrack_has_four_equal_stems_per_song(in_memory):
+    outputs, options = in_memory
+    multitrack = outputs["synthetic_multitrack"]
+    assert sorted(multitrack) == sorted(
+        f"track_{n:03d}/{source}" for n in range(2) for source in SOURCES
+    )
+    shapes = {audio.shape for audio, _ in multitrack.values()}
+    assert shapes == {(2, round(2.0 * options["sample_rate"]))}
+    # different songs from the labelled corpus, which uses another seed
+    corpus_drums = outputs["synthetic_stems"][f"{options['first_music_id']}/drums"][0]
+    assert not np.array_equal(
+        multitrack["track_000/drums"][0][:, :1000], corpus_drums[:, :1000]
+    )
+
+
+def test_multitrack_refuses_the_corpus_seed():
+    options = _tiny_options()
+    options["multitrack"]["seed"] = options["seed"]
+    with pytest.raises(ValueError, match="equals the corpus seed"):
+        next(render_multitrack(options))
+
+
+def test_written_corpus_reads_back_like_the_real_pmemo_samples(
+    tmp_path, monkeypatch, pmemo_samples
+):
+    """Through the shipped catalog entries, into a temporary project folder."""
+    config = OmegaConf.to_container(OmegaConf.load(CATALOG), resolve=True)
+    config = {name: entry for name, entry in config.items() if not name.startswith("_")}
+    monkeypatch.chdir(tmp_path)
+    options = _tiny_options()
+    catalog = DataCatalog.from_config(config)
+    catalog["params:synthetic_corpus"] = MemoryDataset(options)
+    SequentialRunner().run(create_pipeline(), catalog)
+
+    root = tmp_path / "data" / "01_raw" / "synthetic" / "PMEmo2019"
+    real_meta = (pmemo_samples / "metadata.csv").read_text().splitlines()[0]
+    assert (root / "metadata.csv").read_text().splitlines()[0] == real_meta
+    real_labels = pmemo_samples / "annotations" / "static_annotations.csv"
+    labels_header = (root / "annotations" / "static_annotations.csv").read_text()
+    assert labels_header.splitlines()[0] == real_labels.read_text().splitlines()[0]
+
+    # read exactly as one reads the real samples
+    metadata = pd.read_csv(root / "metadata.csv")
+    assert metadata.dtypes.equals(pd.read_csv(pmemo_samples / "metadata.csv").dtypes)
+    designs, _ = design_corpus(
+        4,
+        options["seed"],
+        options["first_music_id"],
+        tuple(options["chorus_range_s"]),
+        options["short_below_s"],
+        options["short_fraction"],
+        options["label_noise_sd"],
+    )
+    for design, row in zip(designs, metadata.itertuples(), strict=True):
+        chorus = root / "chorus" / row.fileName
+        info = sf.info(chorus)
+        assert (info.samplerate, info.channels, info.subtype) == (22050, 2, "PCM_16")
+        assert info.duration == pytest.approx(row.duration, abs=1e-4)
+        mix, _ = sf.read(chorus, dtype="int16", always_2d=True)
+        parts = [
+            sf.read(root / "stems" / str(row.musicId) / f"{s}.wav", dtype="int16")[0]
+            for s in SOURCES
+        ]
+        np.testing.assert_array_equal(
+            np.sum([p.astype(np.int32) for p in parts], axis=0), mix
+        )
+        # rendering from ground_truth.csv gives the audio the designs describe
+        np.testing.assert_array_equal(mix.T / 32768.0, render_track(design).sum(axis=0))
+    ceiling = json.loads((root / "ceiling.json").read_text())
+    assert set(ceiling) >= {"noise_sd", "arousal", "valence"}
+    truth = pd.read_csv(root / "ground_truth.csv")
+    assert truth["musicId"].tolist() == metadata["musicId"].tolist()
+    multitrack = tmp_path / "data" / "01_raw" / "synthetic" / "multitrack"
+    assert sorted(p.name for p in (multitrack / "track_001").iterdir()) == sorted(
+        f"{s}.wav" for s in SOURCES
+    )
+
+
+def test_mixing_names_the_track_that_lacks_a_stem(in_memory):
+    outputs, _ = in_memory
+    truth = outputs["synthetic_ground_truth"]
+    first = int(truth["musicId"].iloc[0])
+    stems = {
+        key: partial(lambda v: v, value)
+        for key, value in outputs["synthetic_stems"].items()
+        if key != f"{first}/vocals"
+    }
+    with pytest.raises(ValueError, match=f"track {first}: no vocals stem to mix"):
+        list(mix_stems(truth, stems))
