@@ -200,6 +200,7 @@ def test_ceiling_is_consistent_with_the_noise(noise_sd):
         assert ceiling["label_var"] == pytest.approx(
             ceiling["expected_label_var"], rel=0.1
         )
+        assert ceiling["r2_noiseless"] <= ceiling["r2_empirical"] + 1e-3
         # the residual of the best predictions is the noise, as designed
         assert ceiling["label_var"] * (1 - ceiling["r2_empirical"]) == pytest.approx(
             ceiling["noise_var"], rel=0.1

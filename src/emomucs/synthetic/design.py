@@ -277,7 +277,9 @@ def label_ceiling(
         ``expected_label_var`` (over the noise) and ``label_var`` (of these
         annotations); ``r2_theoretical = 1 - noise_var / expected_label_var``;
         ``r2_empirical``, the R² of the best predictions against these annotations;
-        ``clipped_fraction`` of annotations at 0 or 1.
+        ``r2_noiseless``, the same for the noiseless labels themselves (lower only
+        where clipping moved the annotations); ``clipped_fraction`` of annotations at
+        0 or 1.
     """
     best, spread = _clipped_moments(noiseless, noise_sd)
     best, spread = 2.0 * best - 1.0, 4.0 * spread
@@ -286,14 +288,17 @@ def label_ceiling(
     expected_label_var = float(np.var(best)) + noise_var
     label_var = float(np.var(observed))
     residual = float(np.mean((observed - best) ** 2))
+    truth = 2.0 * np.asarray(noiseless, dtype=float) - 1.0
+    residual_noiseless = float(np.mean((observed - truth) ** 2))
     return {
         "nominal_noise_var": (2.0 * noise_sd) ** 2,
         "noise_var": noise_var,
-        "noiseless_label_var": float(np.var(2.0 * np.asarray(noiseless) - 1.0)),
+        "noiseless_label_var": float(np.var(truth)),
         "expected_label_var": expected_label_var,
         "label_var": label_var,
         "r2_theoretical": 1.0 - noise_var / expected_label_var,
         "r2_empirical": 1.0 - residual / label_var,
+        "r2_noiseless": 1.0 - residual_noiseless / label_var,
         "clipped_fraction": float(np.mean((annotated <= 0.0) | (annotated >= 1.0))),
     }
 

@@ -197,14 +197,14 @@ def _drum_sounds(
 def _drums(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.ndarray:
     pattern = _drum_pattern(rng, design.drum_density)
     sounds = _drum_sounds(rng, design.drum_intensity, grid.rate)
-    swing_jitter = 0.004 * grid.rate  # humanised timing, samples
+    jitter = 0.004 * grid.rate  # humanised timing (sd, samples)
     out = np.zeros(grid.samples, dtype=np.float32)
     for name, hits in pattern.items():
         steps = np.array([step for step, _ in hits], dtype=float)
         velocity = np.array([v for _, v in hits])
         bars = np.arange(grid.bars)
         positions = grid.sample_at(bars[:, None], steps[None, :]).ravel()
-        positions += np.round(rng.normal(0, swing_jitter, positions.size)).astype(int)
+        positions += np.round(rng.normal(0, jitter, positions.size)).astype(int)
         velocities = np.tile(velocity, grid.bars) * rng.uniform(
             0.85, 1.0, positions.size
         )
