@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from emomucs.pipelines import clipping, ingestion
+from emomucs.pipelines import clipping, ingestion, synthetic_corpus
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,6 +14,9 @@ def register_pipelines() -> dict[str, Pipeline]:
         "ingestion": ingestion.create_pipeline(),
         "clipping": clipping.create_pipeline(),
         "data": data,
+        # Writes the default corpus; kept out of every other pipeline (and __default__)
+        # because Kedro cannot see that ingestion reads the files it writes.
+        "synthetic_corpus": synthetic_corpus.create_pipeline(),
     }
     pipelines["__default__"] = data
     return pipelines
