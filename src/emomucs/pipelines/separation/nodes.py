@@ -1,0 +1,186 @@
+"""Nodes of the separation pipeline: clips in, mono stems and mix at the feature rate out."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emomucs import SOURCES
+from emomucs.audio import AudioSet, fix_length, resample, set_channels
+from emomucs.separation import (
+    ApplyOptions,
+    SeparatorSpec,
+    StemsCache,
+    load_separator,
+    score_stems,
+    separate_tracks,
+)
+
+logger = logging.getLogger(__name__)
+
+AudioLoader = Callable[[], tuple[np.ndarray, int]]
+
+ORACLE = "oracle"
+
+
+def _to_output(
+    audio: np.ndarray, rate: int, output_rate: int, samples: int
+) -> np.ndarray:
+    return fix_length(resample(set_channels(audio, 1), rate, output_rate), samples)
+
+
+def _output_samples(clips: AudioSet, music_id: int, output_rate: int) -> int:
+    return round(clips.audio[music_id].shape[-1] * output_rate / clips.sample_rate)
+
+
+def cut_oracle_stems(
+    clips: AudioSet,
+    clip_table: pd.DataFrame,
+    oracle_stems: Mapping[str, AudioLoader],
+    options: dict[str, Any],
+) -> AudioSet:
+    """The true stems of each clip's excerpt, mono at the output rate.
+
+    The excerpt is the clip's: ``offset_s`` from ``clip_table``, as long as the clip,
+    zero-padded past the end of the song as the clip was. Tracks without stems are left
+    out; a corpus without any gives an empty set (oracle separation then fails, and
+    scoring reports that it had nothing to compare with).
+
+    Args:
+        clips: The clips, for their ids, lengths and rate.
+        clip_table: ``musicId`` and ``offset_s`` of each clip.
+        oracle_stems: ``"<musicId>/<source>" -> loader`` (an AudioFolderDataset).
+        options: ``separation`` parameters (``output_sample_rate``).
+    """
+    output_rate = int(options["output_sample_rate"])
+    offsets = clip_table.set_index("musicId")["offset_s"]
+    audio: dict[int, np.ndarray] = {}
+    for music_id in clips.music_ids:
+        keys = [f"{music_id}/{source}" for source in SOURCES]
+        present = [key in oracle_stems for key in keys]
+        if not any(present):
+            continue
+        if not all(present):
+            missing = [s for s, p in zip(SOURCES, present, strict=True) if not p]
+            raise ValueError(
+                f"track {music_id}: oracle stems lack {', '.join(missing)}"
+            )
+        if music_id not in offsets.index:
+            raise ValueError(f"track {music_id}: no row in clip_table for its offset")
+        seconds = clips.audio[music_id].shape[-1] / clips.sample_rate
+        samples = _output_samples(clips, music_id, output_rate)
+        stems = []
+        for key in keys:
+            stem, rate = oracle_stems[key]()
+            start = round(float(offsets.loc[music_id]) * rate)
+            excerpt = fix_length(stem[..., start:], math.ceil(seconds * rate))
+            stems.append(_to_output(excerpt, rate, output_rate, samples))
+        audio[music_id] = np.stack(stems)
+    if audio and len(audio) < len(clips):
+        logger.warning("oracle stems exist for %d of %d clips", len(audio), len(clips))
+    return AudioSet(output_rate, audio, SOURCES, {"separator": ORACLE})
+
+
+def separate_sources(
+    clips: AudioSet, oracle_clip_stems: AudioSet, options: dict[str, Any]
+) -> AudioSet:
+    """Stems of every clip with the separator the parameters name.
+
+    Reads the separator's weights (a local Demucs repo or the pretrained caches) and
+    keeps finished tracks in ``options["cache_dir"]`` so a killed run resumes: both are
+    documented exceptions to "nodes touch no files" (see
+    :mod:`emomucs.separation.cache`); the stems themselves go through the catalog.
+
+    Args:
+        clips: ``(channels, samples)`` clips at any rate.
+        oracle_clip_stems: Output of :func:`cut_oracle_stems`, used by ``oracle``.
+        options: ``separation`` parameters: ``separator``, ``apply``,
+            ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress``.
+
+    Returns:
+        ``(4, 1, samples)`` mono stems at the output rate, with the separator identity
+        in ``attrs["separator"]``.
+
+    Raises:
+        SeparatorUnavailableError: The separator cannot be loaded (the message says
+            how to get it or what to use instead).
+    """
+    spec = SeparatorSpec.from_options(options["separator"])
+    output_rate = int(options["output_sample_rate"])
+    if spec.kind == ORACLE:
+        return _oracle_stems(clips, oracle_clip_stems)
+    separator = load_separator(spec)
+    apply = ApplyOptions.from_options(options.get("apply"))
+    logger.info(
+        "separating %d clips with %s (%d Hz, %d channels)",
+        len(clips),
+        separator.identity,
+        separator.sample_rate,
+        separator.audio_channels,
+    )
+    stems = separate_tracks(
+        clips.audio,
+        clips.sample_rate,
+        separator,
+        output_rate,
+        apply,
+        StemsCache(options.get("cache_dir")),
+        seed=int(options.get("seed", 0)),
+        progress=bool(options.get("progress", True)),
+    )
+    attrs = {
+        "separator": separator.identity,
+        "apply": repr(apply.cache_config()),
+        "clips_sample_rate": str(clips.sample_rate),
+    }
+    return AudioSet(output_rate, stems, SOURCES, attrs)
+
+
+def _oracle_stems(clips: AudioSet, oracle: AudioSet) -> AudioSet:
+    if not oracle.audio:
+        raise ValueError(
+            "separator kind oracle: this corpus has no true stems (expected "
+            "<dataset_root>/stems/<musicId>/<source>.wav); use kind local or pretrained"
+        )
+    missing = [music_id for music_id in clips.music_ids if music_id not in oracle.audio]
+    if missing:
+        raise ValueError(
+            f"tracks {missing[:10]}: no oracle stems under <dataset_root>/stems "
+            f"({len(missing)} of {len(clips)} clips); use kind local or pretrained"
+        )
+    audio = {music_id: oracle.audio[music_id] for music_id in clips.music_ids}
+    return AudioSet(oracle.sample_rate, audio, SOURCES, {"separator": ORACLE})
+
+
+def downmix_clips(clips: AudioSet, options: dict[str, Any]) -> AudioSet:
+    """The clips as mono at the output rate, the counterpart of the stems."""
+    output_rate = int(options["output_sample_rate"])
+    audio = {
+        music_id: _to_output(
+            clip,
+            clips.sample_rate,
+            output_rate,
+            _output_samples(clips, music_id, output_rate),
+        )
+        for music_id, clip in clips.audio.items()
+    }
+    return AudioSet(output_rate, audio, (), {"source": "mix"})
+
+
+def score_separation(
+    stems: AudioSet, mix: AudioSet, oracle_clip_stems: AudioSet
+) -> dict:
+    """SDR of the stems and of the mix-as-estimate floor against the true stems.
+
+    Returns:
+        A JSON-ready report with ``available: false`` and the reason when the corpus has
+        no true stems.
+    """
+    report = score_stems(stems, mix, oracle_clip_stems)
+    report["separator"] = stems.attrs.get("separator", "unknown")
+    return report

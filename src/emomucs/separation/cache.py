@@ -1,0 +1,114 @@
+"""A content-addressed cache of separated stems, so a killed separation run resumes.
+
+Separation is the one expensive step of the project (seconds per clip with a pretrained
+Demucs on a CPU), so the separation node keeps each finished track on disk as soon as it
+is done. This is a deliberate, documented exception to "nodes touch no files": the
+catalog only sees the node's final output, which a killed run never writes, and the
+cache is what lets the next run skip the finished tracks. Nothing in it is ever the
+source of truth: deleting the folder only costs time.
+
+Each entry is keyed by the track, a hash of the clip's samples and everything that
+shapes the stems (separator identity, application options, output rate), so changing
+any of them never reuses stale stems. Entries are written to a temporary name and
+renamed into place, so a partial file is never read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+"""Bumped when the meaning of a cached array changes, which invalidates every entry."""
+
+
+def audio_digest(audio: np.ndarray, sample_rate: int) -> str:
+    """sha256 of an array's samples, shape, dtype and sample rate."""
+    audio = np.ascontiguousarray(audio)
+    digest = hashlib.sha256()
+    digest.update(f"{audio.dtype.str}|{audio.shape}|{int(sample_rate)}|".encode())
+    digest.update(audio.tobytes())
+    return digest.hexdigest()
+
+
+class StemsCache:
+    """Stems of single tracks as ``<directory>/<musicId>-<key>.npy`` files.
+
+    Args:
+        directory: Where entries live; created on the first write. ``None`` gives a
+            cache that stores nothing, for runs that should leave no trace.
+    """
+
+    def __init__(self, directory: str | Path | None) -> None:
+        self.directory = Path(directory) if directory is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.directory is not None
+
+    @staticmethod
+    def key(
+        music_id: int, clip_digest: str, separator: str, config: dict[str, Any]
+    ) -> str:
+        """The entry key: a hash of every input that determines the stems."""
+        payload = json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "track": int(music_id),
+                "clip": clip_digest,
+                "separator": separator,
+                "config": config,
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def path(self, music_id: int, key: str) -> Path:
+        if self.directory is None:
+            raise RuntimeError("this stems cache is disabled")
+        return self.directory / f"{int(music_id)}-{key}.npy"
+
+    def load(self, music_id: int, key: str) -> np.ndarray | None:
+        """The cached stems, or None when absent, disabled or unreadable."""
+        if self.directory is None:
+            return None
+        path = self.path(music_id, key)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            # Renames make partial files impossible; a damaged disk is not, so recompute.
+            logger.warning(
+                "track %s: ignoring unreadable cache entry %s (%s)",
+                music_id,
+                path,
+                error,
+            )
+            return None
+
+    def save(self, music_id: int, key: str, stems: np.ndarray) -> None:
+        """Write through a temporary file in the same folder, then rename into place."""
+        if self.directory is None:
+            return
+        target = self.path(music_id, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
+                np.save(stream, np.ascontiguousarray(stems), allow_pickle=False)
+            os.replace(temporary, target)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)

@@ -1,0 +1,253 @@
+"""Applying a Demucs separator to clips: rates, channels, batching, stems per source."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from emomucs import SOURCES
+from emomucs.audio import fix_length, resample, set_channels
+from emomucs.separation.cache import StemsCache, audio_digest
+from emomucs.separation.separators import LoadedSeparator
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Options of ``demucs.apply.apply_model`` and of batching.
+
+    Attributes:
+        shifts: Random time shifts averaged per clip (Demucs' "shift trick"); 0 is
+            deterministic and fastest.
+        overlap: Overlap of consecutive segments when ``split``.
+        split: Cut clips into the model's segment length (required by HTDemucs for
+            input longer than its training segment).
+        segment: Segment length in seconds overriding the model's, or None.
+        batch_size: Clips per forward pass. With ``shifts`` > 0 each clip runs alone,
+            seeded by its musicId, so its stems do not depend on its batch-mates.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        normalize: Standardise each clip before the model and undo it after, as
+            ``demucs.separate`` does.
+    """
+
+    shifts: int = 0
+    overlap: float = 0.25
+    split: bool = True
+    segment: float | None = None
+    batch_size: int = 4
+    device: str = "auto"
+    normalize: bool = True
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> ApplyOptions:
+        return cls(**(options or {}))
+
+    def cache_config(self) -> dict[str, Any]:
+        """The options that change the stems (batching and device do not)."""
+        config = asdict(self)
+        for key in ("batch_size", "device"):
+            config.pop(key)
+        return config
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def source_matrix(model_sources: tuple[str, ...]) -> np.ndarray:
+    """``(len(SOURCES), len(model_sources))`` 0/1 matrix mapping model stems to ours.
+
+    Model sources outside drums, bass, other and vocals (``guitar`` and ``piano`` of
+    ``htdemucs_6s``) are summed into ``other``, so the stems still add up to the mix.
+    """
+    matrix = np.zeros((len(SOURCES), len(model_sources)), dtype=np.float32)
+    for column, source in enumerate(model_sources):
+        row = SOURCES.index(source) if source in SOURCES else SOURCES.index("other")
+        matrix[row, column] = 1.0
+    missing = [s for s, row in zip(SOURCES, matrix, strict=True) if not row.any()]
+    if missing:
+        raise ValueError(f"separator sources {model_sources} lack {missing}")
+    return matrix
+
+
+def demix(
+    model: nn.Module, mix: torch.Tensor, options: ApplyOptions, seed: int = 0
+) -> torch.Tensor:
+    """``apply_model`` on ``(batch, channels, samples)`` at the model's rate and channels.
+
+    Returns:
+        ``(batch, model sources, channels, samples)`` on the CPU.
+    """
+    from demucs.apply import apply_model
+
+    if options.normalize:
+        reference = mix.mean(dim=1, keepdim=True)
+        offset = reference.mean(dim=-1, keepdim=True)
+        scale = reference.std(dim=-1, keepdim=True).clamp_min(1e-8)
+        mix = (mix - offset) / scale
+    random.seed(seed)
+    with torch.inference_mode():
+        estimates = apply_model(
+            model,
+            mix,
+            shifts=options.shifts,
+            split=options.split,
+            overlap=options.overlap,
+            segment=options.segment,
+            device=resolve_device(options.device),
+        ).cpu()
+    if options.normalize:
+        # each stem gets its share of the offset, so the stems still sum to the mix
+        sources = estimates.shape[1]
+        estimates = estimates * scale[:, None] + offset[:, None] / sources
+    return estimates
+
+
+def separate_batch(
+    model: nn.Module,
+    clips: list[np.ndarray],
+    sample_rate: int,
+    output_rate: int,
+    options: ApplyOptions,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Separate equally long clips in one ``apply_model`` call.
+
+    Args:
+        model: A Demucs model or bag, in eval mode.
+        clips: ``(channels, samples)`` arrays at ``sample_rate``, all the same length.
+        sample_rate: Rate of the clips.
+        output_rate: Rate of the returned stems.
+        options: How to apply the model.
+        seed: Seeds Demucs' random shifts (Python's ``random``) for this call.
+
+    Returns:
+        One ``(4, 1, samples)`` float32 array per clip: mono stems in ``SOURCES`` order,
+        at ``output_rate``, as long as the clip at that rate.
+    """
+    lengths = {clip.shape[-1] for clip in clips}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"clips in one batch must share a length, got {sorted(lengths)}"
+        )
+    model_rate = int(model.samplerate)
+    channels = int(model.audio_channels)
+    batch = np.stack(
+        [
+            resample(set_channels(clip, channels), sample_rate, model_rate)
+            for clip in clips
+        ]
+    )
+    estimates = demix(model, torch.from_numpy(batch), options, seed)
+    # (batch, model sources, channels, samples) -> ours, mono, then the output rate
+    mapping = torch.from_numpy(source_matrix(tuple(model.sources)))
+    stems = torch.einsum("ij,bjct->bict", mapping, estimates).mean(dim=2, keepdim=True)
+    target = round(lengths.pop() * output_rate / sample_rate)
+    return [
+        fix_length(resample(stem.numpy(), model_rate, output_rate), target)
+        for stem in stems
+    ]
+
+
+def _batches(pending: list[int], clips: dict[int, np.ndarray], size: int):
+    """Consecutive runs of equally long clips, at most ``size`` each."""
+    batch: list[int] = []
+    for music_id in pending:
+        if batch and (
+            len(batch) == size or clips[music_id].shape[-1] != clips[batch[0]].shape[-1]
+        ):
+            yield batch
+            batch = []
+        batch.append(music_id)
+    if batch:
+        yield batch
+
+
+def separate_tracks(
+    clips: dict[int, np.ndarray],
+    sample_rate: int,
+    separator: LoadedSeparator,
+    output_rate: int,
+    options: ApplyOptions,
+    cache: StemsCache,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[int, np.ndarray]:
+    """Stems for every clip, reusing cached tracks and caching each finished batch.
+
+    Args:
+        clips: ``musicId -> (channels, samples)`` at ``sample_rate``.
+        sample_rate: Rate of the clips.
+        separator: The loaded model and its identity.
+        output_rate: Rate of the stems.
+        options: How to apply the model.
+        cache: Where finished tracks are kept; a disabled cache recomputes all.
+        seed: Base seed of the random shifts.
+        progress: Show a tqdm bar (tracks/s); it stays quiet off a terminal and in CI.
+
+    Returns:
+        ``musicId -> (4, 1, samples)`` float32 stems at ``output_rate``.
+    """
+    config = {**options.cache_config(), "output_rate": int(output_rate)}
+    keys = {
+        music_id: cache.key(
+            music_id, audio_digest(clip, sample_rate), separator.identity, config
+        )
+        for music_id, clip in clips.items()
+    }
+    stems: dict[int, np.ndarray] = {}
+    for music_id in sorted(clips):
+        cached = cache.load(music_id, keys[music_id])
+        if cached is not None:
+            stems[music_id] = cached
+    pending = [music_id for music_id in sorted(clips) if music_id not in stems]
+    if stems:
+        logger.info(
+            "separation: %d tracks from the cache, %d to do", len(stems), len(pending)
+        )
+    # one clip per call with random shifts, so a clip's stems do not depend on its batch
+    size = 1 if options.shifts else max(1, options.batch_size)
+    bar = tqdm(
+        total=len(pending),
+        unit="track",
+        desc="separating",
+        disable=not progress or quiet_progress(),
+    )
+    with bar:
+        for batch in _batches(pending, clips, size):
+            batch_seed = seed * 1_000_003 + batch[0]
+            try:
+                results = separate_batch(
+                    separator.model,
+                    [clips[music_id] for music_id in batch],
+                    sample_rate,
+                    output_rate,
+                    options,
+                    seed=batch_seed,
+                )
+            except Exception as error:
+                raise RuntimeError(
+                    f"tracks {batch}: separation with {separator.identity} failed: {error}"
+                ) from error
+            for music_id, result in zip(batch, results, strict=True):
+                cache.save(music_id, keys[music_id], result)
+                stems[music_id] = result
+            bar.update(len(batch))
+    return stems
+
+
+def quiet_progress() -> bool:
+    """True off a terminal or in CI, where a progress bar is only noise in the log."""
+    return bool(os.environ.get("CI")) or not sys.stderr.isatty()

@@ -1,0 +1,69 @@
+"""SDR against cases computable by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emomucs.audio import AudioSet
+from emomucs.separation import score_stems, sdr, summarize_sdr
+
+
+def test_sdr_of_half_the_signal_is_ten_log_four():
+    reference = np.ones((1, 2, 100))
+    # error is half the signal: energy ratio 1 / 0.25
+    assert sdr(reference, 0.5 * reference)[0] == pytest.approx(
+        10 * np.log10(4), abs=1e-6
+    )
+
+
+def test_sdr_of_silence_estimate_is_zero_db_and_orthogonal_noise_too():
+    reference = np.zeros((1, 1, 4))
+    reference[0, 0, 0] = 1.0
+    assert sdr(reference, np.zeros_like(reference))[0] == pytest.approx(0.0, abs=1e-6)
+    noisy = reference.copy()
+    noisy[0, 0, 1] = 1.0  # error energy 1 = signal energy 1
+    assert sdr(reference, noisy)[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sdr_is_per_leading_index():
+    reference = np.ones((2, 1, 10))
+    estimate = np.stack([np.full((1, 10), 0.9), np.zeros((1, 10))])
+    scores = sdr(reference, estimate)
+    assert scores.shape == (2,)
+    assert scores[0] == pytest.approx(20.0, abs=1e-4)  # 10 log10(1 / 0.01)
+    assert scores[1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sdr_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        sdr(np.ones((1, 1, 3)), np.ones((1, 1, 4)))
+
+
+def test_summary_means_gain_over_tracks_and_sources():
+    model = {1: np.array([10.0, 6.0]), 2: np.array([20.0, 8.0])}
+    floor = {1: np.array([0.0, -2.0]), 2: np.array([-10.0, -4.0])}
+    report = summarize_sdr(model, floor, ("a", "b"))
+    assert report["tracks"] == 2
+    assert report["sources"]["a"] == {
+        "model_db": 15.0,
+        "floor_db": -5.0,
+        "gain_db": 20.0,
+    }
+    assert report["sources"]["b"]["gain_db"] == pytest.approx(10.0)
+    assert report["mean"]["gain_db"] == pytest.approx(15.0)
+    assert report["per_track"]["2"]["b"]["floor_db"] == -4.0
+
+
+def test_score_stems_reports_absence_and_the_floor():
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((4, 1, 200)).astype(np.float32)
+    mix = truth.sum(axis=0)
+    stems = AudioSet(100, {5: truth * 0.5}, ("drums", "bass", "other", "vocals"))
+    mixes = AudioSet(100, {5: mix})
+    assert score_stems(stems, mixes, AudioSet(100, {}))["available"] is False
+    report = score_stems(stems, mixes, AudioSet(100, {5: truth}, stems.sources))
+    assert report["available"] and report["tracks"] == 1
+    assert report["mean"]["model_db"] == pytest.approx(10 * np.log10(4), abs=1e-4)
+    expected_floor = sdr(truth, np.broadcast_to(mix, truth.shape)).mean()
+    assert report["mean"]["floor_db"] == pytest.approx(expected_floor, abs=1e-6)
