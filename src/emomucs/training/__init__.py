@@ -1,0 +1,39 @@
+"""Training and evaluation: folds, tensors, the training loop, metrics, nested CV.
+
+Plain library code (no Kedro): the experiments pipeline wraps it in nodes.
+"""
+
+from emomucs.training.data import FeatureSet, Standardiser, validate_features
+from emomucs.training.folds import assign_folds, iter_splits, validate_folds
+from emomucs.training.loop import (
+    NonFiniteLossError,
+    TrainOptions,
+    TrainResult,
+    predict,
+    train_model,
+)
+from emomucs.training.metrics import r2, rmse, score, summarise_folds
+from emomucs.training.nested_cv import CVOptions, CVResult, run_nested_cv
+from emomucs.training.spec import ExperimentSpec
+
+__all__ = [
+    "CVOptions",
+    "CVResult",
+    "ExperimentSpec",
+    "FeatureSet",
+    "NonFiniteLossError",
+    "Standardiser",
+    "TrainOptions",
+    "TrainResult",
+    "assign_folds",
+    "iter_splits",
+    "predict",
+    "r2",
+    "rmse",
+    "run_nested_cv",
+    "score",
+    "summarise_folds",
+    "train_model",
+    "validate_features",
+    "validate_folds",
+]

@@ -1,0 +1,72 @@
+"""RMSE and R² per emotion dimension, per outer fold and on pooled predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+DIMENSIONS = ("valence", "arousal")
+METRICS = ("rmse", "r2")
+METRIC_COLUMNS = [f"{m}_{d}" for m in METRICS for d in DIMENSIONS]
+
+
+def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Root mean squared error."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination, as scikit-learn's ``r2_score``.
+
+    A constant target gives 1.0 for a perfect prediction and 0.0 otherwise, which is
+    scikit-learn's convention too.
+    """
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    residual = np.sum((y_true - y_pred) ** 2)
+    total = np.sum((y_true - y_true.mean()) ** 2)
+    if total == 0:
+        return 1.0 if residual == 0 else 0.0
+    return float(1.0 - residual / total)
+
+
+def score(predictions: pd.DataFrame) -> dict[str, float]:
+    """RMSE and R² of each dimension.
+
+    Args:
+        predictions: Columns ``valence``, ``arousal`` (targets) and
+            ``valence_pred``, ``arousal_pred``.
+    """
+    scores = {}
+    for dim in DIMENSIONS:
+        truth, guess = predictions[dim], predictions[f"{dim}_pred"]
+        scores[f"rmse_{dim}"] = rmse(truth, guess)
+        scores[f"r2_{dim}"] = r2(truth, guess)
+    return scores
+
+
+def summarise_folds(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per-outer-fold scores, their mean and sample sd, and the pooled scores.
+
+    Pooled scores treat the out-of-fold predictions of all outer folds as one set;
+    they differ from the mean of per-fold scores (R² especially), so both are kept.
+
+    Returns:
+        Rows ``fold`` (one per outer fold), ``mean``, ``sd`` (ddof 1) and
+        ``pooled``; columns ``scope``, ``outer_fold`` (−1 for the summaries),
+        ``n_tracks`` and the metric columns.
+    """
+    rows = []
+    for k, part in predictions.groupby("outer_fold", sort=True):
+        rows.append({"scope": "fold", "outer_fold": int(k), "n_tracks": len(part)})
+        rows[-1].update(score(part))
+    per_fold = pd.DataFrame(rows)
+    n_total = len(predictions)
+    summary = [
+        {"scope": "mean", **per_fold[METRIC_COLUMNS].mean().to_dict()},
+        {"scope": "sd", **per_fold[METRIC_COLUMNS].std(ddof=1).to_dict()},
+        {"scope": "pooled", **score(predictions)},
+    ]
+    summary = pd.DataFrame(summary).assign(outer_fold=-1, n_tracks=n_total)
+    table = pd.concat([per_fold, summary], ignore_index=True)
+    return table[["scope", "outer_fold", "n_tracks", *METRIC_COLUMNS]]

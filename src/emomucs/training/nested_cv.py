@@ -1,0 +1,323 @@
+"""Nested cross-validation of one experiment variant, as in the original code.
+
+For each outer fold, one model is trained per inner split (early-stopped on that
+split's validation fold); the one with the lowest validation loss predicts the
+outer fold's test tracks. Every variant reads the same fold table, so the
+out-of-fold predictions of two variants are paired track by track.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emomucs.models import from_checkpoint, to_checkpoint
+from emomucs.training.cache import SplitCache, hash_values
+from emomucs.training.data import (
+    FeatureSet,
+    Standardiser,
+    input_kwargs,
+    select_inputs,
+    select_labels,
+    validate_features,
+)
+from emomucs.training.folds import Split, fingerprint_folds, iter_splits
+from emomucs.training.loop import TrainOptions, predict, train_model
+from emomucs.training.metrics import DIMENSIONS
+from emomucs.training.spec import ExperimentSpec
+
+log = logging.getLogger(__name__)
+
+REPRESENTATION_OF = {"C1D": "log_mel", "C2D": "log_mel", "WaveC1D": "waveform"}
+"""Which feature set each single-source network reads."""
+
+
+@dataclass(frozen=True)
+class CVOptions:
+    """Nested-CV settings beyond the optimiser's.
+
+    Attributes:
+        train: Optimiser and early-stopping settings.
+        seed: Seeds weight initialisation and batch order of every split.
+        standardise: Scale inputs per source and channel with statistics of the
+            split's training part (the original does not).
+        cache_dir: Where finished splits are kept so a killed run resumes; None
+            turns the cache off.
+        num_threads: torch CPU threads; None leaves torch's default.
+    """
+
+    train: TrainOptions
+    seed: int = 0
+    standardise: bool = False
+    cache_dir: str | None = None
+    num_threads: int | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> CVOptions:
+        """Build from the ``training`` parameters."""
+        names = {f.name for f in fields(cls)} - {"train"}
+        return cls(
+            train=TrainOptions.from_params(params),
+            **{k: v for k, v in params.items() if k in names},
+        )
+
+
+@dataclass
+class CVResult:
+    """What one variant's nested CV produced.
+
+    Attributes:
+        models: ``{"experiment", "label", "folds", "selected", "val_loss",
+            "models"}``; ``models[outer][inner]`` is a checkpoint
+            (:func:`emomucs.models.to_checkpoint` plus ``standardiser``) and
+            ``selected[outer]`` the inner split tested on the outer fold.
+        predictions: Out-of-fold predictions, one row per track.
+        log: Losses per epoch of every split.
+    """
+
+    models: dict[str, Any]
+    predictions: pd.DataFrame
+    log: pd.DataFrame
+
+
+def split_seed(seed: int, outer: int, inner: int) -> int:
+    """An independent seed per split, the same for every variant."""
+    return int(np.random.SeedSequence([seed, outer, inner]).generate_state(1)[0])
+
+
+def _check_inputs(
+    spec: ExperimentSpec,
+    features: FeatureSet,
+    pretrained: dict[str, dict[str, Any]],
+    folds_id: str,
+) -> None:
+    """Raise ``ValueError`` when features or pretrained models do not fit ``spec``."""
+    name = spec.label
+    validate_features(features, name)
+    wanted = REPRESENTATION_OF[spec.network]
+    if features["representation"] != wanted:
+        raise ValueError(
+            f"{name}: {spec.network} reads {wanted} features, "
+            f"got {features['representation']}"
+        )
+    if not spec.pretrained:
+        return
+    missing = [s for s in spec.sources if s not in pretrained]
+    if missing:
+        raise ValueError(
+            f"{name}: strategy {spec.strategy!r} needs single-source models of "
+            f"{list(spec.sources)}; missing {missing}"
+        )
+    for source in spec.sources:
+        experiment = pretrained[source]["experiment"]
+        if (
+            experiment["model"] != spec.source_model
+            or experiment["sources"] != [source]
+            or experiment["model_kwargs"] != spec.model_kwargs
+        ):
+            raise ValueError(
+                f"{name}: the pretrained models given for {source!r} are "
+                f"{pretrained[source]['label']}, not {spec.source_model} ({source}) "
+                f"with model_kwargs {spec.model_kwargs}"
+            )
+        if pretrained[source]["folds"] != folds_id:
+            raise ValueError(
+                f"{name}: the {source!r} models were trained on other folds "
+                f"({pretrained[source]['folds']}, here {folds_id}); rerun them"
+            )
+
+
+@dataclass
+class _Data:
+    """A variant's inputs and labels for every track, and row lookup by id."""
+
+    spec: ExperimentSpec
+    inputs: torch.Tensor
+    labels: torch.Tensor
+    row_of: dict[int, int]
+
+    def take(
+        self, ids: np.ndarray, standardiser: Standardiser | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-ready inputs and labels of ``ids``.
+
+        A single-source model reads ``(batch, ...)``, EmoMucs ``(batch, sources,
+        ...)``.
+        """
+        rows = torch.as_tensor([self.row_of[int(i)] for i in ids], dtype=torch.long)
+        x = self.inputs[rows]
+        if standardiser is not None:
+            x = standardiser(x)
+        return (x if self.spec.model == "EmoMucs" else x[:, 0]), self.labels[rows]
+
+
+def _train_split(
+    data: _Data,
+    split: Split,
+    shape: dict[str, int],
+    options: CVOptions,
+    starts: dict[str, dict[str, Any]],
+    where: str,
+) -> dict[str, Any]:
+    """Train one inner split; return its cache entry (checkpoint and losses)."""
+    spec = data.spec
+    if options.standardise:
+        train_rows = [data.row_of[int(i)] for i in split.train]
+        standardiser = Standardiser.fit(data.inputs[train_rows])
+    else:
+        standardiser = Standardiser.identity(data.inputs)
+    seed = split_seed(options.seed, split.outer, split.inner)
+    torch.manual_seed(seed)
+    model = spec.build(shape)
+    if starts:
+        model.load_source_states(starts)
+    if spec.strategy == "freeze":
+        model.freeze_sources()
+    result = train_model(
+        model,
+        data.take(split.train, standardiser),
+        data.take(split.validation, standardiser),
+        options.train,
+        generator=torch.Generator().manual_seed(seed),
+        label=where,
+    )
+    return {
+        "checkpoint": {**to_checkpoint(model), "standardiser": standardiser.state()},
+        "best_epoch": result.best_epoch,
+        "best_loss": result.best_loss,
+        "history": result.history,
+    }
+
+
+def _test_selected(data: _Data, test: np.ndarray, checkpoint: dict, batch: int):
+    """Out-of-fold predictions of one outer fold by its selected model."""
+    model = from_checkpoint(checkpoint)
+    standardiser = Standardiser.from_state(checkpoint["standardiser"])
+    x_test, y_test = data.take(test, standardiser)
+    guess = predict(model, x_test, batch).numpy()
+    part = pd.DataFrame({"musicId": test})
+    for d, dim in enumerate(DIMENSIONS):
+        part[dim] = y_test[:, d].numpy()
+        part[f"{dim}_pred"] = guess[:, d]
+    return part
+
+
+def run_nested_cv(
+    spec: ExperimentSpec,
+    features: FeatureSet,
+    track_table: pd.DataFrame,
+    folds: pd.DataFrame,
+    options: CVOptions,
+    pretrained: dict[str, dict[str, Any]] | None = None,
+) -> CVResult:
+    """Nested CV of one variant.
+
+    Args:
+        spec: The variant.
+        features: Features holding ``spec.sources`` for every track in ``folds``.
+        track_table: ``musicId``, ``valence``, ``arousal``.
+        folds: The shared fold table (see :mod:`emomucs.training.folds`).
+        options: Training and CV settings.
+        pretrained: For finetune/freeze: source -> that source's single-source
+            :attr:`CVResult.models`, trained on the same folds.
+
+    Raises:
+        ValueError: Features, folds or pretrained models that do not fit the spec.
+        NonFiniteLossError: A loss became NaN; the message names the variant,
+            outer fold and inner split.
+    """
+    name = spec.label
+    if options.num_threads:
+        torch.set_num_threads(int(options.num_threads))
+    folds_id = fingerprint_folds(folds)
+    pretrained = pretrained or {}
+    _check_inputs(spec, features, pretrained, folds_id)
+    shape = input_kwargs(features)
+    music_ids = np.sort(folds["musicId"].unique())
+    data = _Data(
+        spec,
+        select_inputs(features, spec.sources, music_ids, name),
+        select_labels(track_table, music_ids),
+        {int(i): r for r, i in enumerate(music_ids)},
+    )
+    # Everything that changes a split's result, except the split and its start.
+    settings = {**options.train.__dict__, **options.__dict__}
+    for key in ("train", "progress", "cache_dir", "num_threads"):
+        settings.pop(key)
+    data_key = hash_values(spec.to_dict(), settings, shape, data.inputs, data.labels)
+    cache = SplitCache(options.cache_dir, name)
+
+    models: dict[int, dict[int, Any]] = {}
+    val_loss: dict[int, dict[int, float]] = {}
+    tests: dict[int, np.ndarray] = {}
+    history = []
+    for split in iter_splits(folds):
+        k, j = split.outer, split.inner
+        where = f"{name}, outer fold {k}, inner split {j}"
+        starts = {}
+        if spec.pretrained:
+            absent = [
+                s for s in spec.sources if j not in pretrained[s]["models"].get(k, {})
+            ]
+            if absent:
+                raise ValueError(f"{where}: no single-source model of {absent}")
+            starts = {s: pretrained[s]["models"][k][j] for s in spec.sources}
+        key = hash_values(
+            data_key,
+            split.train,
+            split.validation,
+            *[starts[s]["state"] for s in sorted(starts)],
+        )
+        entry = cache.load(k, j, key)
+        if entry is None:
+            entry = _train_split(data, split, shape, options, starts, where)
+            cache.save(k, j, key, entry)
+        else:
+            log.info("%s: reused from the cache", where)
+        models.setdefault(k, {})[j] = entry["checkpoint"]
+        val_loss.setdefault(k, {})[j] = float(entry["best_loss"])
+        tests[k] = split.test
+        history += [
+            {
+                **row,
+                "outer_fold": k,
+                "inner_split": j,
+                "best_epoch": entry["best_epoch"],
+            }
+            for row in entry["history"]
+        ]
+
+    selected = {k: min(losses, key=losses.get) for k, losses in val_loss.items()}
+    batch = options.train.eval_batch_size
+    predictions = pd.concat(
+        [
+            _test_selected(data, tests[k], models[k][j], batch).assign(
+                outer_fold=k, inner_split=j
+            )
+            for k, j in selected.items()
+        ],
+        ignore_index=True,
+    )
+    order = ["musicId", "outer_fold", "inner_split"]
+    predictions = predictions[order + [c for c in predictions if c not in order]]
+    log_table = pd.DataFrame(history)
+    log_table["selected"] = [
+        selected[k] == j
+        for k, j in zip(log_table["outer_fold"], log_table["inner_split"])
+    ]
+    columns = ["outer_fold", "inner_split", "epoch", "train_loss", "val_loss"]
+    log_table = log_table[[*columns, "best_epoch", "selected"]]
+    artifact = {
+        "experiment": spec.to_dict(),
+        "label": name,
+        "folds": folds_id,
+        "selected": selected,
+        "val_loss": val_loss,
+        "models": models,
+    }
+    return CVResult(artifact, predictions, log_table)

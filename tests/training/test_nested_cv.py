@@ -1,0 +1,222 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emomucs import SOURCES
+from emomucs.models import from_checkpoint
+from emomucs.training import (
+    CVOptions,
+    ExperimentSpec,
+    NonFiniteLossError,
+    TrainOptions,
+    assign_folds,
+    nested_cv,
+    run_nested_cv,
+    score,
+)
+from emomucs.training.folds import TEST
+
+QUICK = CVOptions(TrainOptions(max_epochs=2, patience=1, progress=False), seed=0)
+
+
+def _spec(**params) -> ExperimentSpec:
+    return ExperimentSpec.from_params(params)
+
+
+def _emomucs(strategy="full", fusion="late") -> ExperimentSpec:
+    return _spec(
+        model="EmoMucs",
+        source_model="C1D",
+        sources=list(SOURCES),
+        fusion=fusion,
+        strategy=strategy,
+    )
+
+
+@pytest.fixture(scope="module")
+def folds(small_corpus):
+    table, _ = small_corpus
+    return assign_folds(table["musicId"], outer_folds=3, inner_folds=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def single_source(small_corpus, folds):
+    table, features = small_corpus
+    return {
+        s: run_nested_cv(
+            _spec(model="C1D", sources=[s]), features, table, folds, QUICK
+        ).models
+        for s in SOURCES
+    }
+
+
+def test_every_variant_is_tested_on_the_same_folds(small_corpus, folds):
+    table, features = small_corpus
+    results = [
+        run_nested_cv(spec, features, table, folds, QUICK)
+        for spec in (_spec(model="C1D", sources=["vocals"]), _emomucs())
+    ]
+    expected = folds[folds["inner_fold"] == TEST].set_index("musicId")["outer_fold"]
+    for result in results:
+        predictions = result.predictions.set_index("musicId")
+        assert sorted(predictions.index) == sorted(table["musicId"])
+        assert predictions["outer_fold"].to_dict() == expected.to_dict()
+        labels = table.set_index("musicId").loc[predictions.index]
+        assert np.allclose(predictions["valence"], labels["valence"])
+        for k, losses in result.models["val_loss"].items():
+            assert len(result.models["models"][k]) == 2
+            assert result.models["selected"][k] == min(losses, key=losses.get)
+            assert set(
+                predictions.loc[predictions["outer_fold"] == k, "inner_split"]
+            ) == {result.models["selected"][k]}
+    assert results[0].models["folds"] == results[1].models["folds"]
+
+
+def test_predictions_come_from_the_saved_checkpoints(small_corpus, folds):
+    table, features = small_corpus
+    result = run_nested_cv(_emomucs(), features, table, folds, QUICK)
+    k = 1
+    checkpoint = result.models["models"][k][result.models["selected"][k]]
+    model = from_checkpoint(checkpoint)
+    part = result.predictions[result.predictions["outer_fold"] == k]
+    rows = [features["music_ids"].tolist().index(i) for i in part["musicId"]]
+    with torch.no_grad():
+        guess = model(features["values"][rows]).numpy()
+    assert np.allclose(guess[:, 0], part["valence_pred"], atol=1e-5)
+    assert np.allclose(guess[:, 1], part["arousal_pred"], atol=1e-5)
+
+
+def test_freeze_keeps_the_single_source_weights_of_the_same_split(
+    small_corpus, folds, single_source
+):
+    table, features = small_corpus
+    frozen = run_nested_cv(
+        _emomucs("freeze"), features, table, folds, QUICK, pretrained=single_source
+    ).models
+    tuned = run_nested_cv(
+        _emomucs("finetune"), features, table, folds, QUICK, pretrained=single_source
+    ).models
+    for k in range(3):
+        for j in range(2):
+            for source in SOURCES:
+                start = single_source[source]["models"][k][j]["state"]
+                prefix = f"source_nets.{source}."
+                for name, value in start.items():
+                    assert torch.equal(
+                        frozen["models"][k][j]["state"][prefix + name], value
+                    )
+            weight = "source_nets.vocals.feature_net.0.weight"
+            start = single_source["vocals"]["models"][k][j]["state"]
+            assert not torch.equal(
+                tuned["models"][k][j]["state"][weight], start[weight.split(".", 2)[2]]
+            )
+
+
+def test_pretrained_models_must_fit(small_corpus, folds, single_source):
+    table, features = small_corpus
+    with pytest.raises(ValueError, match=r"needs single-source models.*\['vocals'\]"):
+        partial = {s: single_source[s] for s in SOURCES if s != "vocals"}
+        run_nested_cv(
+            _emomucs("freeze"), features, table, folds, QUICK, pretrained=partial
+        )
+    other_folds = assign_folds(table["musicId"], 3, 2, seed=99)
+    with pytest.raises(ValueError, match="trained on other folds"):
+        run_nested_cv(
+            _emomucs("freeze"),
+            features,
+            table,
+            other_folds,
+            QUICK,
+            pretrained=single_source,
+        )
+
+
+def test_nan_loss_names_the_variant_and_the_split(small_corpus, folds):
+    table, features = small_corpus
+    broken = {**features, "values": features["values"].clone()}
+    broken["values"][0, 3, 5, 7] = float("nan")
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"EmoMucs-C1D late full, outer fold \d, inner split \d",
+    ):
+        run_nested_cv(_emomucs(), broken, table, folds, QUICK)
+
+
+def test_standardiser_is_fitted_on_the_training_part_only(small_corpus, folds):
+    table, features = small_corpus
+    options = CVOptions(QUICK.train, standardise=True)
+    result = run_nested_cv(
+        _spec(model="C1D", sources=["drums"]), features, table, folds, options
+    )
+    split = nested_cv.iter_splits(folds)[0]
+    ids = features["music_ids"].tolist()
+    train = features["values"][[ids.index(i) for i in split.train]][:, [0]]
+    stats = result.models["models"][split.outer][split.inner]["standardiser"]
+    assert torch.allclose(stats["mean"], train.mean(dim=(0, 3), keepdim=True)[0])
+    assert stats["mean"].shape == (1, 40, 1)
+
+
+def test_a_killed_run_resumes_from_finished_splits(
+    small_corpus, folds, tmp_path, monkeypatch
+):
+    table, features = small_corpus
+    options = CVOptions(QUICK.train, cache_dir=str(tmp_path))
+    spec = _spec(model="C1D", sources=["bass"])
+    first = run_nested_cv(spec, features, table, folds, options)
+    files = sorted(tmp_path.rglob("*.pt"))
+    assert len(files) == 6 and not list(tmp_path.rglob("*.part"))
+    calls = []
+    real = nested_cv.train_model
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["label"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nested_cv, "train_model", counting)
+    files[2].unlink()  # as if killed before this split finished
+    again = run_nested_cv(spec, features, table, folds, options)
+    assert len(calls) == 1
+    pd.testing.assert_frame_equal(first.predictions, again.predictions)
+    # Other settings are other cache entries, not stale hits.
+    run_nested_cv(
+        spec,
+        features,
+        table,
+        folds,
+        CVOptions(QUICK.train, seed=1, cache_dir=str(tmp_path)),
+    )
+    assert len(calls) == 7
+
+
+def test_late_fusion_learns_labels_carried_by_the_sources():
+    """Valence is the pitch of the vocals, arousal that of the drums
+    (tests/training/synthetic.py); bass and other carry nothing.
+
+    Measured with these settings over six corpus/training seeds: pooled R² 0.67-0.74
+    (valence) and 0.60-0.74 (arousal), 0.70 and 0.74 for the seeds below; the
+    "full" strategy was unstable at this size (R² from -0.2 to 0.7), as the paper
+    found full worse than freeze.
+    """
+    from emomucs.pipelines.features.nodes import compute_log_mel
+    from tests.training.conftest import FEATURE_OPTIONS
+    from tests.training.synthetic import make_corpus
+
+    table, _, stems = make_corpus(n_tracks=96, seconds=2.0, seed=11)
+    features = compute_log_mel(stems, FEATURE_OPTIONS)
+    folds = assign_folds(table["musicId"], 3, 2, seed=0)
+    options = CVOptions(
+        TrainOptions(max_epochs=60, patience=10, batch_size=16, progress=False)
+    )
+    pretrained = {
+        s: run_nested_cv(
+            _spec(model="C1D", sources=[s]), features, table, folds, options
+        ).models
+        for s in SOURCES
+    }
+    result = run_nested_cv(
+        _emomucs("freeze"), features, table, folds, options, pretrained=pretrained
+    )
+    scores = score(result.predictions)
+    assert scores["r2_valence"] > 0.5, scores
+    assert scores["r2_arousal"] > 0.5, scores
