@@ -118,12 +118,16 @@ def _check_inputs(
         if (
             experiment["model"] != spec.source_model
             or experiment["sources"] != [source]
-            or experiment["model_kwargs"] != spec.model_kwargs
+            or spec.source_kwargs({})
+            != {
+                **experiment["network_kwargs"],
+                **experiment["model_kwargs"],
+            }
         ):
             raise ValueError(
                 f"{name}: the pretrained models given for {source!r} are "
                 f"{pretrained[source]['label']}, not {spec.source_model} ({source}) "
-                f"with model_kwargs {spec.model_kwargs}"
+                f"with arguments {spec.source_kwargs({})}"
             )
         if pretrained[source]["folds"] != folds_id:
             raise ValueError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -28,7 +28,11 @@ class ExperimentSpec:
         fusion: EmoMucs' fusion, ``"early"``, ``"mid"`` or ``"late"``.
         strategy: ``"full"`` (from scratch), ``"finetune"`` or ``"freeze"`` (source
             networks start from single-source models of the same inner split).
-        model_kwargs: Arguments of the (source) network beyond the input shape.
+        model_kwargs: This variant's own arguments of the (source) network, e.g.
+            C2D's ``hidden_layer``; they override ``network_kwargs``.
+        network_kwargs: Arguments shared by every variant of this network (the
+            ``networks`` parameters), so single-source models and EmoMucs' source
+            networks match.
         fusion_dropout: EmoMucs head dropout (the poster's 0.3).
         units_per_source: EmoMucs head units per source.
     """
@@ -39,17 +43,24 @@ class ExperimentSpec:
     fusion: str | None = None
     strategy: str = "full"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
     fusion_dropout: float = 0.3
     units_per_source: int = 32
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ExperimentSpec:
+    def from_params(
+        cls, params: dict[str, Any], networks: dict[str, Any] | None = None
+    ) -> ExperimentSpec:
         """Build and check a spec from a namespace's ``experiment`` parameters.
+
+        Args:
+            params: The variant's parameters (any field but ``network_kwargs``).
+            networks: Network name -> arguments shared by all its variants.
 
         Raises:
             ValueError: Unknown keys or values, or a combination that cannot train.
         """
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"network_kwargs"}
         unknown = set(params) - known
         if unknown:
             raise ValueError(
@@ -63,6 +74,8 @@ class ExperimentSpec:
                 "model_kwargs": dict(params.get("model_kwargs") or {}),
             }
         )
+        shared = (networks or {}).get(spec.network) or {}
+        spec = replace(spec, network_kwargs=dict(shared))
         spec.check()
         return spec
 
@@ -133,8 +146,9 @@ class ExperimentSpec:
         return label
 
     def source_kwargs(self, shape_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The single-source network's arguments: ``model_kwargs`` + input shape."""
-        return {**self.model_kwargs, **shape_kwargs}
+        """The single-source network's arguments: shared, then the variant's own,
+        then the input shape."""
+        return {**self.network_kwargs, **self.model_kwargs, **shape_kwargs}
 
     def build(self, shape_kwargs: dict[str, Any]) -> nn.Module:
         """A fresh, untrained model for inputs of this shape."""

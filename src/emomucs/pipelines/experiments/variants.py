@@ -1,0 +1,130 @@
+"""The experiment grid: which namespaces exist and what each one reads.
+
+A variant's *settings* live in its namespace's parameters
+(``conf/base/parameters/experiments.yml``); this table only says how the
+namespaces are wired (which feature set, which single-source models to start
+from), because Kedro builds pipelines before it reads parameters. A test checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from emomucs import SOURCES
+
+STRATEGIES = ("full", "finetune", "freeze")
+FUSIONS = ("early", "mid", "late")
+
+NETWORKS = {"c1d": "C1D", "c2d": "C2D", "c2d_hidden": "C2D", "wavec1d": "WaveC1D"}
+"""Namespace slug -> single-source network. ``c2d_hidden`` is C2D with the hidden
+layer mid fusion needs (this project's extension)."""
+
+REPRESENTATION = {"C1D": "log_mel", "C2D": "log_mel", "WaveC1D": "waveform"}
+
+DEFAULT_COMBINATIONS: tuple[tuple[str, ...], ...] = (
+    ("vocals", "drums"),
+    ("vocals", "bass"),
+    ("vocals", "other"),
+    ("drums", "bass"),
+    ("vocals", "drums", "bass"),
+)
+"""Source subsets the ``combinations`` pipeline fuses (late, freeze)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One namespace of the experiment template.
+
+    Attributes:
+        namespace: ``<group>.<name>``, e.g. ``emomucs_late.c1d_freeze``.
+        slug: Key of :data:`NETWORKS`: the single-source network.
+        sources: ``("mix",)`` or stems, in the model's input order.
+        strategy: ``full``, ``finetune`` or ``freeze``.
+        fusion: EmoMucs fusion, None for single-input models.
+    """
+
+    namespace: str
+    slug: str
+    sources: tuple[str, ...]
+    strategy: str = "full"
+    fusion: str | None = None
+
+    @property
+    def network(self) -> str:
+        return NETWORKS[self.slug]
+
+    @property
+    def features(self) -> str:
+        """The feature set this variant reads."""
+        audio = "mix" if self.sources == ("mix",) else "stems"
+        return f"{audio}_{REPRESENTATION[self.network]}"
+
+    @property
+    def pretrained(self) -> list[str]:
+        """The single-source ``cv_models`` a finetune/freeze variant starts from."""
+        if self.strategy == "full":
+            return []
+        return [source_variant(self.slug, s).output("cv_models") for s in self.sources]
+
+    def output(self, name: str) -> str:
+        """A dataset of this variant, e.g. ``output("cv_summary")``."""
+        return f"{self.namespace}.{name}"
+
+
+def source_variant(slug: str, source: str) -> Variant:
+    """The single-source model of one stem, e.g. ``sources.c1d_vocals``."""
+    return Variant(f"sources.{slug}_{source}", slug, (source,))
+
+
+def baseline_variants() -> list[Variant]:
+    """C1D-M and C2D-M (the paper's baselines) and WaveC1D-M, on the mix."""
+    return [
+        Variant(f"baselines.{slug}", slug, ("mix",))
+        for slug in ("c1d", "c2d", "wavec1d")
+    ]
+
+
+def source_variants(
+    slugs: Sequence[str] = ("c1d", "c2d", "c2d_hidden"),
+) -> list[Variant]:
+    """Single-source models of every stem, for each network in ``slugs``."""
+    return [source_variant(slug, source) for slug in slugs for source in SOURCES]
+
+
+def emomucs_variants(fusion: str) -> list[Variant]:
+    """EmoMucs with C1D and C2D sources × full/finetune/freeze.
+
+    Mid fusion uses ``c2d_hidden``: the paper's C2D head has no hidden layer to cut.
+    The waveform front end runs as a baseline only: four WaveC1D networks cost as
+    much as four C2Ds per epoch, too much for the fast default.
+    """
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
+    c2d = "c2d_hidden" if fusion == "mid" else "c2d"
+    return [
+        Variant(f"emomucs_{fusion}.{slug}_{strategy}", slug, SOURCES, strategy, fusion)
+        for slug in ("c1d", c2d)
+        for strategy in STRATEGIES
+    ]
+
+
+def combination_variants(
+    subsets: Sequence[Sequence[str]] = DEFAULT_COMBINATIONS,
+    slugs: Sequence[str] = ("c1d", "c2d"),
+    fusion: str = "late",
+    strategy: str = "freeze",
+) -> list[Variant]:
+    """EmoMucs on subsets of the stems, e.g. ``combinations.c1d_vocals_drums``."""
+    variants = []
+    for subset in subsets:
+        unknown = set(subset) - set(SOURCES)
+        if unknown or len(subset) < 2:
+            raise ValueError(
+                f"combination {list(subset)}: needs two or more of {list(SOURCES)}"
+            )
+        for slug in slugs:
+            name = f"combinations.{slug}_{'_'.join(subset)}"
+            variants.append(Variant(name, slug, tuple(subset), strategy, fusion))
+    return variants

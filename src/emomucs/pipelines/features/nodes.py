@@ -1,0 +1,179 @@
+"""Features: log-mel spectrograms and mono waveforms of the mix and of each stem.
+
+Both representations come out as one feature set per input (see
+:mod:`emomucs.training.data`): a ``(tracks, sources, ...)`` tensor with the track
+ids and the settings that made it. No statistics are fitted here: any
+standardisation is fitted inside training, on each split's training part only.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import librosa
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from emomucs.audio import AudioSet, fix_length, resample, set_channels
+from emomucs.training.data import FeatureSet
+
+MIX = "mix"
+
+
+def _source_names(audio: AudioSet) -> list[str]:
+    return list(audio.sources) if audio.sources else [MIX]
+
+
+def _mono_sources(
+    audio: AudioSet, music_id: int, sample_rate: int, what: str
+) -> np.ndarray:
+    """One track as mono ``(sources, samples)`` at ``sample_rate``."""
+    array = np.asarray(audio.audio[music_id], dtype=np.float32)
+    expected = 3 if audio.sources else 2
+    if array.ndim != expected:
+        shape = (
+            "(sources, channels, samples)" if audio.sources else "(channels, samples)"
+        )
+        raise ValueError(
+            f"track {music_id}: {what} audio has shape {array.shape}, expected {shape}"
+        )
+    if not audio.sources:
+        array = array[None]
+    if array.shape[0] != len(_source_names(audio)):
+        raise ValueError(
+            f"track {music_id}: {what} has {array.shape[0]} sources, "
+            f"expected {len(audio.sources)} {list(audio.sources)}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError(f"track {music_id}: {what} audio contains NaN or infinity")
+    mono = set_channels(array, 1)[:, 0]
+    return resample(mono, audio.sample_rate, sample_rate)
+
+
+def _common_length(
+    tracks: dict[int, np.ndarray], sample_rate: int, tolerance_s: float, what: str
+) -> int:
+    """The longest track's length; fail when a track is much shorter.
+
+    Clips are cut to one length upstream, so a large difference means a broken
+    clip or stem, not something to pad away silently.
+    """
+    lengths = {music_id: track.shape[-1] for music_id, track in tracks.items()}
+    longest = max(lengths.values())
+    for music_id, length in lengths.items():
+        if longest - length > tolerance_s * sample_rate:
+            raise ValueError(
+                f"track {music_id}: {what} is {length / sample_rate:.2f} s long, "
+                f"others up to {longest / sample_rate:.2f} s"
+            )
+    return longest
+
+
+def _feature_set(
+    audio: AudioSet,
+    representation: str,
+    music_ids: list[int],
+    values: np.ndarray,
+    sample_rate: int,
+    settings: dict[str, Any],
+) -> FeatureSet:
+    return {
+        "representation": representation,
+        "sources": _source_names(audio),
+        "music_ids": torch.as_tensor(music_ids, dtype=torch.int64),
+        "values": torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)),
+        "sample_rate": int(sample_rate),
+        "settings": {
+            **settings,
+            "audio_attrs": {k: str(v) for k, v in audio.attrs.items()},
+        },
+    }
+
+
+def _mono_tracks(audio: AudioSet, options: dict[str, Any], what: str) -> dict:
+    if len(audio) == 0:
+        raise ValueError(f"{what}: no tracks")
+    rate = int(options["sample_rate"])
+    tracks = {
+        music_id: _mono_sources(audio, music_id, rate, what)
+        for music_id in tqdm(audio.music_ids, desc=f"{what}: mono", disable=None)
+    }
+    length = _common_length(tracks, rate, float(options["length_tolerance_s"]), what)
+    return {music_id: fix_length(track, length) for music_id, track in tracks.items()}
+
+
+def log_mel(
+    audio: np.ndarray,
+    sample_rate: int,
+    n_mels: int,
+    n_fft: int,
+    hop_length: int,
+    top_db: float,
+) -> np.ndarray:
+    """Power mel spectrograms in dB relative to each signal's own maximum, floored
+    ``top_db`` below it: librosa's ``melspectrogram`` then ``power_to_db(ref=np.max)``,
+    as the original, computed for all sources of a track at once.
+
+    Args:
+        audio: Mono signals ``(sources, samples)``.
+
+    Returns:
+        ``(sources, n_mels, 1 + samples // hop_length)`` float32 in
+        ``[-top_db, 0]``. Digital silence gives all zeros (librosa's behaviour with
+        ``ref=max``), as in the original.
+    """
+    spectrum = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop_length)) ** 2
+    power = np.einsum("mf,sft->smt", _mel_basis(sample_rate, n_fft, n_mels), spectrum)
+    return np.stack([librosa.power_to_db(p, ref=np.max, top_db=top_db) for p in power])
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+
+
+def compute_log_mel(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
+    """Log-mel spectrograms of every track and source.
+
+    Args:
+        audio: The mix (clips) or the stems, keyed by musicId.
+        options: ``sample_rate``, ``length_tolerance_s`` and ``log_mel``
+            (``n_mels``, ``n_fft``, ``hop_length``, ``top_db``).
+
+    Returns:
+        A ``log_mel`` feature set, ``(tracks, sources, n_mels, frames)``; 862 frames
+        for 20 s at 22,050 Hz with hop 512.
+    """
+    what = "stems" if audio.sources else "mix"
+    tracks = _mono_tracks(audio, options, what)
+    settings = {key: options["log_mel"][key] for key in sorted(options["log_mel"])}
+    rate = int(options["sample_rate"])
+    music_ids = sorted(tracks)
+    values = np.stack(
+        [
+            log_mel(tracks[music_id], rate, **settings)
+            for music_id in tqdm(music_ids, desc=f"{what}: log-mel", disable=None)
+        ]
+    )
+    return _feature_set(audio, "log_mel", music_ids, values, rate, settings)
+
+
+def collect_waveforms(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
+    """Mono waveforms of every track and source, one length, at ``sample_rate``.
+
+    Args:
+        audio: The mix (clips) or the stems, keyed by musicId.
+        options: ``sample_rate`` and ``length_tolerance_s``.
+
+    Returns:
+        A ``waveform`` feature set, ``(tracks, sources, samples)``.
+    """
+    what = "stems" if audio.sources else "mix"
+    tracks = _mono_tracks(audio, options, what)
+    music_ids = sorted(tracks)
+    values = np.stack([tracks[music_id] for music_id in music_ids])
+    return _feature_set(
+        audio, "waveform", music_ids, values, int(options["sample_rate"]), {}
+    )

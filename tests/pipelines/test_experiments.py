@@ -1,0 +1,168 @@
+"""The experiment template, its instantiations, their parameters and catalog entries."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from emomucs.pipelines.experiments import (
+    create_emomucs_pipeline,
+    create_pipeline,
+    create_pipelines,
+    variant_namespaces,
+)
+from emomucs.pipelines.experiments.variants import (
+    FUSIONS,
+    baseline_variants,
+    combination_variants,
+    emomucs_variants,
+    source_variants,
+)
+from emomucs.pipelines.reporting import create_reporting_pipeline
+from emomucs.training import ExperimentSpec
+from tests.training.synthetic import make_corpus
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+ALL_VARIANTS = [
+    *baseline_variants(),
+    *source_variants(),
+    *[v for f in FUSIONS for v in emomucs_variants(f)],
+    *combination_variants(),
+]
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, to inspect intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
+def _config(env: str, key: str) -> dict:
+    return OmegaConfigLoader(str(CONF), base_env="base", default_run_env=env)[key]
+
+
+def _param_inputs(params: dict, prefix: str = "params:") -> dict:
+    """``params:a``, ``params:a.b``, … as Kedro exposes nested parameters."""
+    flat = {}
+    for key, value in params.items():
+        flat[prefix + key] = value
+        if isinstance(value, dict):
+            flat.update(_param_inputs(value, f"{prefix}{key}."))
+    return flat
+
+
+@pytest.mark.parametrize("env", ["local", "paper"])
+def test_every_namespace_has_parameters_that_match_its_wiring(env):
+    params = _config(env, "parameters")
+    namespaces = variant_namespaces(create_pipeline())
+    assert sorted(v.namespace for v in ALL_VARIANTS) == namespaces
+    for variant in ALL_VARIANTS:
+        group, name = variant.namespace.split(".")
+        spec = ExperimentSpec.from_params(
+            params[group][name]["experiment"], params["networks"]
+        )
+        assert spec.network == variant.network, variant.namespace
+        assert spec.sources == variant.sources, variant.namespace
+        assert spec.strategy == variant.strategy, variant.namespace
+        assert spec.fusion == variant.fusion, variant.namespace
+        assert (spec.model == "EmoMucs") == (variant.fusion is not None)
+        assert spec.model_kwargs.get("hidden_layer", False) == (
+            variant.slug == "c2d_hidden"
+        ), variant.namespace
+
+
+def test_paper_environment_has_the_papers_settings():
+    paper = _config("paper", "parameters")
+    assert paper["cv"]["outer_folds"] == paper["cv"]["inner_folds"] == 5
+    assert paper["training"]["max_epochs"] == 10000
+    assert paper["training"]["patience"] == 15
+    assert paper["training"]["learning_rate"] == 0.005
+    assert all(kwargs == {} for kwargs in paper["networks"].values())
+    assert paper["features"]["log_mel"] == {
+        "n_mels": 40,
+        "n_fft": 1024,
+        "hop_length": 512,
+        "top_db": 80.0,
+    }
+
+
+def test_catalog_serves_every_artifact_of_every_variant(tmp_path):
+    catalog = DataCatalog.from_config(_config("local", "catalog"))
+    pipe = create_pipeline() + create_reporting_pipeline()
+    ours = [
+        d
+        for d in pipe.datasets()
+        if not d.startswith("params:") and d not in ("track_table", "mix", "stems")
+    ]
+    for name in ours:
+        assert name in catalog, name
+    models = catalog.get("emomucs_late.c1d_freeze.cv_models")
+    assert type(models).__name__ == "TorchDataset"
+    assert "data/06_models/emomucs_late.c1d_freeze/cv_models.pt" in str(
+        models._describe()["filepath"]
+    )
+
+
+def test_pipelines_share_upstream_nodes_and_name_their_variants():
+    pipelines = create_pipelines()
+    late = pipelines["emomucs_late"]
+    assert variant_namespaces(late) == sorted(
+        [v.namespace for v in emomucs_variants("late")]
+        + [f"sources.{n}_{s}" for n in ("c1d", "c2d") for s in SOURCES_ORDER]
+    )
+    # Shared nodes appear once, so every registered pipeline adds up.
+    combined = sum(pipelines.values(), create_reporting_pipeline())
+    assert len({n.name for n in combined.nodes}) == len(combined.nodes)
+    assert sum(n.name == "assign_cv_folds" for n in combined.nodes) == 1
+    assert "stems_waveform" not in late.all_outputs()
+    assert "sources.c1d_vocals.cv_models" in late.all_outputs()
+
+
+SOURCES_ORDER = ("drums", "bass", "other", "vocals")
+
+
+def test_tiny_late_fusion_run_end_to_end():
+    """The registered ``emomucs_late`` + results table on 12 tracks of 2 s."""
+    table, mix, stems = make_corpus(n_tracks=12, seconds=2.0, seed=5)
+    params = _config("local", "parameters")
+    params["training"] = {
+        **params["training"],
+        "max_epochs": 2,
+        "patience": 1,
+        "cache_dir": None,
+        "progress": False,
+    }
+    pipe = create_emomucs_pipeline("late")
+    pipe += create_reporting_pipeline(variant_namespaces(pipe))
+    data = {"track_table": table, "mix": mix, "stems": stems, "cv_summaries": {}}
+    data.update(_param_inputs(params))
+    outputs = {d: KeptDataset() for d in pipe.all_outputs()}
+    catalog = DataCatalog({**{k: MemoryDataset(v) for k, v in data.items()}, **outputs})
+    start = time.perf_counter()
+    SequentialRunner().run(pipe, catalog)
+    seconds = time.perf_counter() - start
+
+    folds = catalog.load("cv_folds")
+    assert folds["outer_fold"].nunique() == params["cv"]["outer_folds"]
+    predictions = catalog.load("emomucs_late.c2d_freeze.cv_predictions")
+    assert sorted(predictions["musicId"]) == sorted(table["musicId"])
+    metrics = catalog.load("emomucs_late.c1d_full.cv_metrics")
+    assert list(metrics["scope"]) == ["fold"] * 3 + ["mean", "sd", "pooled"]
+    results = catalog.load("results_table")
+    assert len(results) == len(variant_namespaces(pipe)) == 14
+    markdown = catalog.load("results_markdown")
+    assert "| EmoMucs-C2D | freeze |" in markdown
+    assert "0.2320" in markdown  # the paper's C2D late freeze RMSE valence
+    # Same folds everywhere: every summary names one fold assignment.
+    assert results["folds"].nunique() == 1
+    assert seconds < 120, seconds
+    assert isinstance(
+        catalog.load("emomucs_late.c1d_freeze.training_log"), pd.DataFrame
+    )
