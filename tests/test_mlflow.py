@@ -252,7 +252,7 @@ def test_children_are_comparable(children):
     """Every child has the same parameter and metric columns, so the MLflow UI can
     put them side by side."""
     params = children.filter(
-        regex=r"^params\.((training|cv|features|separation)\..+|experiment\.(model|sources)|variant)$"
+        regex=r"^params\.((training|cv|networks|features|separation)\..+|experiment\.(model|sources)|variant)$"
     )
     assert params.shape[1] > 20
     metrics = children.filter(regex=r"^metrics\.(rmse|r2)_(valence|arousal)_")

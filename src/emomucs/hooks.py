@@ -77,7 +77,7 @@ RUN_ARTIFACTS = {
 SDR_REPORTS = ("separation_sdr", "separator_sdr")
 """Datasets whose per-source SDR becomes parent-run metrics."""
 
-SHARED_PARAMETERS = ("cv", "training", "features", "separation")
+SHARED_PARAMETERS = ("cv", "training", "networks", "features", "separation")
 """Parameter blocks every variant depends on, logged in each child run too."""
 
 METRIC_SCOPES = ("mean", "sd", "pooled")
