@@ -2,5 +2,7 @@
 
 from .audio_folder_dataset import AudioFolderDataset
 from .audio_set_dataset import AudioSetDataset
+from .demucs_repo_dataset import DemucsRepoDataset
+from .torch_dataset import TorchDataset
 
-__all__ = ["AudioFolderDataset", "AudioSetDataset"]
+__all__ = ["AudioFolderDataset", "AudioSetDataset", "DemucsRepoDataset", "TorchDataset"]
