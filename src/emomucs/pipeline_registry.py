@@ -1,22 +1,63 @@
-"""Project pipelines, registered by the names users run."""
+"""Project pipelines, registered by the names users run.
+
+Every experiment pipeline includes what it needs upstream: ingestion, clipping,
+separation, features, the shared folds, the single-source models that finetune and
+freeze start from, then the results table and figures. Two pipelines stay separate
+because they write inputs that Kedro cannot see being read: ``synthetic_corpus``
+(the files under the dataset root) and ``separator_training`` (the local Demucs repo).
+"""
 
 from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from emomucs.pipelines import clipping, ingestion, synthetic_corpus
+from emomucs.pipelines import (
+    clipping,
+    experiments,
+    features,
+    ingestion,
+    plots,
+    reporting,
+    separation,
+    separator_training,
+    synthetic_corpus,
+)
+from emomucs.pipelines.experiments.pipeline import variant_namespaces
+
+
+def _with_data_and_reports(experiment: Pipeline, upstream: Pipeline) -> Pipeline:
+    """An experiment pipeline with its upstream stages, results table and figures."""
+    variants = variant_namespaces(experiment)
+    return (
+        upstream
+        + experiment
+        + reporting.create_reporting_pipeline(variants)
+        + plots.create_experiment_plots_pipeline(variants)
+    )
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Map pipeline names to pipelines; each includes the stages it needs upstream."""
+    """Map pipeline names to pipelines."""
     data = ingestion.create_pipeline() + clipping.create_pipeline()
+    separated = (
+        data
+        + separation.create_pipeline()
+        + plots.create_corpus_plots_pipeline()
+        + plots.create_separation_plots_pipeline()
+    )
     pipelines: dict[str, Pipeline] = {
+        "synthetic_corpus": synthetic_corpus.create_pipeline(),
+        "separator_training": separator_training.create_pipeline()
+        + plots.create_separator_training_plots_pipeline(),
         "ingestion": ingestion.create_pipeline(),
         "clipping": clipping.create_pipeline(),
         "data": data,
-        # Writes the default corpus; kept out of every other pipeline (and __default__)
-        # because Kedro cannot see that ingestion reads the files it writes.
-        "synthetic_corpus": synthetic_corpus.create_pipeline(),
+        "separation": separated,
+        "features": separated + features.create_pipeline(),
+        "reporting": reporting.create_pipeline(),
+        "plots": plots.create_pipeline(),
     }
-    pipelines["__default__"] = data
+    for name, experiment in experiments.create_pipelines().items():
+        pipelines[name] = _with_data_and_reports(experiment, separated)
+    pipelines["__default__"] = pipelines["emomucs_late"]
     return pipelines
