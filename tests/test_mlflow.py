@@ -211,6 +211,7 @@ def _expected_variants() -> list[str]:
     return variant_namespaces(register_pipelines()[PIPELINE])
 
 
+@pytest.mark.slow
 def test_one_child_run_per_variant(parent, children):
     assert parent["status"] == "FINISHED"
     assert sorted(children.index) == _expected_variants()
@@ -219,6 +220,7 @@ def test_one_child_run_per_variant(parent, children):
     assert (children["tags.mlflow.runName"] == children.index).all()
 
 
+@pytest.mark.slow
 def test_children_hold_the_stored_scores(tiny_run, children):
     for variant, run in children.iterrows():
         stored = json.loads(
@@ -232,6 +234,7 @@ def test_children_hold_the_stored_scores(tiny_run, children):
                 assert run[f"metrics.{metric}_{scope}"] == pytest.approx(value), variant
 
 
+@pytest.mark.slow
 def test_per_fold_metrics_are_stepped_by_outer_fold(tiny_run, children, client):
     variant = "emomucs_late.c1d_freeze"
     table = pd.read_csv(tiny_run.latest(f"data/08_reporting/{variant}/cv_metrics.csv"))
@@ -248,6 +251,7 @@ def test_per_fold_metrics_are_stepped_by_outer_fold(tiny_run, children, client):
     assert [m.step for m in sorted(losses, key=lambda m: m.step)][0] == 1
 
 
+@pytest.mark.slow
 def test_children_are_comparable(children):
     """Every child has the same parameter and metric columns, so the MLflow UI can
     put them side by side."""
@@ -266,6 +270,7 @@ def test_children_are_comparable(children):
     assert freeze["params.experiment.source_model"] == "C2D"
 
 
+@pytest.mark.slow
 def test_parent_is_tagged_with_code_corpus_and_separator(tiny_run, parent):
     table = pd.read_csv(tiny_run.latest("data/03_primary/track_table.csv"))
     assert parent["tags.git_commit"] == tiny_run.commit
@@ -279,6 +284,7 @@ def test_parent_is_tagged_with_code_corpus_and_separator(tiny_run, parent):
     assert parent["params.emomucs_late.c1d_freeze.experiment.strategy"] == "freeze"
 
 
+@pytest.mark.slow
 def test_artifacts(tiny_run, parent, children, client, tmp_path):
     def listing(run_id: str, folder: str | None = None) -> set[str]:
         return {a.path for a in client.list_artifacts(run_id, folder)}

@@ -53,6 +53,7 @@ def _outputs(notebook, cell_id: str) -> list:
     return next(c for c in notebook.cells if c.get("id") == cell_id).outputs
 
 
+@pytest.mark.slow
 def test_notebook_reproduces_the_table_and_two_figures(executed, tiny_run):  # noqa: F811
     errors = [
         o

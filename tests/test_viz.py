@@ -14,6 +14,8 @@ import pytest
 
 from tests.test_mlflow import kedro, make_tiny_project
 
+pytestmark = pytest.mark.slow
+
 LAYERS = {
     "raw",
     "intermediate",
