@@ -6,6 +6,11 @@
 
 from kedro.config import OmegaConfigLoader
 
+from emomucs.hooks import MlflowVariantRunsHook
+
+# kedro-mlflow opens one MLflow run per `kedro run`; this adds a child run per variant.
+HOOKS = (MlflowVariantRunsHook(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from emomucs.audio import AudioError, AudioSet, fix_length, resample, set_channels
 from emomucs.pipelines.ingestion.nodes import audio_key
+from emomucs.progress import progress
 from emomucs.rejections import Rejections
 
 logger = logging.getLogger(__name__)
@@ -71,12 +71,11 @@ def clip_choruses(
     rejections = Rejections("clipping", options.get("on_bad_track", "skip"))
     clips: dict[int, np.ndarray] = {}
     rows = []
-    for raw_id, file_name, duration in tqdm(
+    for raw_id, file_name, duration in progress(
         tracks[["musicId", "fileName", "duration"]].itertuples(index=False),
         total=len(tracks),
         desc="clipping",
         unit="track",
-        disable=None,
     ):
         music_id = int(raw_id)
         try:
