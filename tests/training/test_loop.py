@@ -7,6 +7,8 @@ from emomucs.training.loop import (
     TrainOptions,
     batches,
     mean_squared_error,
+    predict,
+    resolve_device,
     train_model,
 )
 
@@ -70,6 +72,16 @@ def test_nan_loss_stops_with_the_run_named():
             TrainOptions(progress=False),
             label="variant X, outer fold 2",
         )
+
+
+def test_auto_device_trains_where_torch_can():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    model = _bias_model()
+    options = TrainOptions(max_epochs=3, progress=False, device="auto")
+    result = train_model(model, _data(1.0), _data(1.0), options)
+    assert result.state["bias"].device.type == expected
+    assert predict(model, torch.ones(3, 1), 2).device.type == "cpu"
 
 
 def test_batches_cover_everything_without_a_batch_of_one():

@@ -29,6 +29,8 @@ class TrainOptions:
         patience: Epochs without a lower validation loss before stopping.
         progress: Show a tqdm bar over epochs (tqdm hides it when not on a
             terminal, as in CI, even when true).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``… or ``"auto"`` (CUDA when
+            available). Data stay on the CPU; batches move to the device.
     """
 
     learning_rate: float = 0.005
@@ -38,6 +40,7 @@ class TrainOptions:
     max_epochs: int = 10_000
     patience: int = 15
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size", "max_epochs", "patience"):
@@ -85,11 +88,23 @@ def batches(n: int, size: int, generator: torch.Generator | None) -> list[torch.
     return chunks
 
 
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else the CPU; anything else as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Outputs of ``model`` in eval mode, ``(len(x), outputs)``."""
+    """Outputs of ``model`` in eval mode on the model's device, ``(len(x), outputs)``
+    on the CPU."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        outputs = [model(x[index]) for index in batches(len(x), batch_size, None)]
+        outputs = [
+            model(x[index].to(device)).cpu()
+            for index in batches(len(x), batch_size, None)
+        ]
     return torch.cat(outputs)
 
 
@@ -125,6 +140,8 @@ def train_model(
     """
     x_train, y_train = train
     x_val, y_val = validation
+    device = resolve_device(options.device)
+    model.to(device)
     # SourceModel and EmoMucs know which parameters their forward pass uses.
     if hasattr(model, "trainable_parameters"):
         parameters = list(model.trainable_parameters())
@@ -152,7 +169,8 @@ def train_model(
             batches(len(x_train), options.batch_size, generator)
         ):
             optimiser.zero_grad()
-            loss = loss_fn(model(x_train[index]), y_train[index])
+            x, y = x_train[index].to(device), y_train[index].to(device)
+            loss = loss_fn(model(x), y)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"{label}: training loss is {loss.item()} at epoch {epoch}, "

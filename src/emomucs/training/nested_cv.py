@@ -27,7 +27,7 @@ from emomucs.training.data import (
     validate_features,
 )
 from emomucs.training.folds import Split, fingerprint_folds, iter_splits
-from emomucs.training.loop import TrainOptions, predict, train_model
+from emomucs.training.loop import TrainOptions, predict, resolve_device, train_model
 from emomucs.training.metrics import DIMENSIONS
 from emomucs.training.spec import ExperimentSpec
 
@@ -198,12 +198,14 @@ def _train_split(
     }
 
 
-def _test_selected(data: _Data, test: np.ndarray, checkpoint: dict, batch: int):
+def _test_selected(
+    data: _Data, test: np.ndarray, checkpoint: dict, options: CVOptions
+) -> pd.DataFrame:
     """Out-of-fold predictions of one outer fold by its selected model."""
-    model = from_checkpoint(checkpoint)
+    model = from_checkpoint(checkpoint).to(resolve_device(options.train.device))
     standardiser = Standardiser.from_state(checkpoint["standardiser"])
     x_test, y_test = data.take(test, standardiser)
-    guess = predict(model, x_test, batch).numpy()
+    guess = predict(model, x_test, options.train.eval_batch_size).numpy()
     part = pd.DataFrame({"musicId": test})
     for d, dim in enumerate(DIMENSIONS):
         part[dim] = y_test[:, d].numpy()
@@ -251,7 +253,7 @@ def run_nested_cv(
     )
     # Everything that changes a split's result, except the split and its start.
     settings = {**options.train.__dict__, **options.__dict__}
-    for key in ("train", "progress", "cache_dir", "num_threads"):
+    for key in ("train", "progress", "cache_dir", "num_threads", "device"):
         settings.pop(key)
     data_key = hash_values(spec.to_dict(), settings, shape, data.inputs, data.labels)
     cache = SplitCache(options.cache_dir, name)
@@ -297,10 +299,9 @@ def run_nested_cv(
         ]
 
     selected = {k: min(losses, key=losses.get) for k, losses in val_loss.items()}
-    batch = options.train.eval_batch_size
     predictions = pd.concat(
         [
-            _test_selected(data, tests[k], models[k][j], batch).assign(
+            _test_selected(data, tests[k], models[k][j], options).assign(
                 outer_fold=k, inner_split=j
             )
             for k, j in selected.items()
