@@ -8,6 +8,8 @@ standardisation is fitted inside training, on each split's training part only.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -53,14 +55,19 @@ def _mono_sources(
 
 
 def _common_length(
-    tracks: dict[int, np.ndarray], sample_rate: int, tolerance_s: float, what: str
+    audio: AudioSet, sample_rate: int, tolerance_s: float, what: str
 ) -> int:
-    """The longest track's length; fail when a track is much shorter.
+    """The longest track's length at ``sample_rate``; fail when a track is much
+    shorter. Read from the shapes, before any decoding work.
 
     Clips are cut to one length upstream, so a large difference means a broken
     clip or stem, not something to pad away silently.
     """
-    lengths = {music_id: track.shape[-1] for music_id, track in tracks.items()}
+    lengths = {
+        # resample_poly's output length.
+        music_id: math.ceil(array.shape[-1] * sample_rate / audio.sample_rate)
+        for music_id, array in audio.audio.items()
+    }
     longest = max(lengths.values())
     for music_id, length in lengths.items():
         if longest - length > tolerance_s * sample_rate:
@@ -92,16 +99,19 @@ def _feature_set(
     }
 
 
-def _mono_tracks(audio: AudioSet, options: dict[str, Any], what: str) -> dict:
+def _mono_tracks(
+    audio: AudioSet, options: dict[str, Any], what: str, step: str
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Each track as mono ``(sources, samples)`` at one rate and length, in id order.
+
+    One track at a time, so memory holds the input and the output, not a third copy.
+    """
     if len(audio) == 0:
         raise ValueError(f"{what}: no tracks")
     rate = int(options["sample_rate"])
-    tracks = {
-        music_id: _mono_sources(audio, music_id, rate, what)
-        for music_id in tqdm(audio.music_ids, desc=f"{what}: mono", disable=None)
-    }
-    length = _common_length(tracks, rate, float(options["length_tolerance_s"]), what)
-    return {music_id: fix_length(track, length) for music_id, track in tracks.items()}
+    length = _common_length(audio, rate, float(options["length_tolerance_s"]), what)
+    for music_id in tqdm(audio.music_ids, desc=f"{what}: {step}", disable=None):
+        yield music_id, fix_length(_mono_sources(audio, music_id, rate, what), length)
 
 
 def log_mel(
@@ -147,17 +157,15 @@ def compute_log_mel(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
         for 20 s at 22,050 Hz with hop 512.
     """
     what = "stems" if audio.sources else "mix"
-    tracks = _mono_tracks(audio, options, what)
     settings = {key: options["log_mel"][key] for key in sorted(options["log_mel"])}
     rate = int(options["sample_rate"])
-    music_ids = sorted(tracks)
-    values = np.stack(
-        [
-            log_mel(tracks[music_id], rate, **settings)
-            for music_id in tqdm(music_ids, desc=f"{what}: log-mel", disable=None)
-        ]
-    )
-    return _feature_set(audio, "log_mel", music_ids, values, rate, settings)
+    values = None
+    for row, (_, track) in enumerate(_mono_tracks(audio, options, what, "log-mel")):
+        spectrogram = log_mel(track, rate, **settings)
+        if values is None:
+            values = np.empty((len(audio), *spectrogram.shape), dtype=np.float32)
+        values[row] = spectrogram
+    return _feature_set(audio, "log_mel", audio.music_ids, values, rate, settings)
 
 
 def collect_waveforms(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
@@ -171,9 +179,10 @@ def collect_waveforms(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
         A ``waveform`` feature set, ``(tracks, sources, samples)``.
     """
     what = "stems" if audio.sources else "mix"
-    tracks = _mono_tracks(audio, options, what)
-    music_ids = sorted(tracks)
-    values = np.stack([tracks[music_id] for music_id in music_ids])
-    return _feature_set(
-        audio, "waveform", music_ids, values, int(options["sample_rate"]), {}
-    )
+    values = None
+    for row, (_, track) in enumerate(_mono_tracks(audio, options, what, "waveform")):
+        if values is None:
+            values = np.empty((len(audio), *track.shape), dtype=np.float32)
+        values[row] = track
+    rate = int(options["sample_rate"])
+    return _feature_set(audio, "waveform", audio.music_ids, values, rate, {})
