@@ -112,7 +112,7 @@ def with_upstream(variants: Iterable[Variant]) -> Pipeline:
 
 
 def create_emomucs_pipeline(fusion: str) -> Pipeline:
-    """EmoMucs with one fusion: C1D and C2D × full/finetune/freeze, WaveC1D full."""
+    """EmoMucs with one fusion: C1D and C2D × full/finetune/freeze."""
     return with_upstream(emomucs_variants(fusion))
 
 
