@@ -162,9 +162,9 @@ def separate_batch(
 
 
 def _batches(pending: list[int], clips: dict[int, np.ndarray], size: int):
-    """Consecutive runs of equally long clips, at most ``size`` each."""
+    """Batches of at most ``size`` equally long clips, shortest clips first."""
     batch: list[int] = []
-    for music_id in pending:
+    for music_id in sorted(pending, key=lambda key: (clips[key].shape[-1], key)):
         if batch and (
             len(batch) == size or clips[music_id].shape[-1] != clips[batch[0]].shape[-1]
         ):

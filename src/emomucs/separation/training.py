@@ -25,7 +25,12 @@ from tqdm import tqdm
 
 from emomucs import SOURCES
 from emomucs.separation.sdr import sdr, summarize_sdr
-from emomucs.separation.separate import ApplyOptions, demix, quiet_progress
+from emomucs.separation.separate import (
+    ApplyOptions,
+    demix,
+    quiet_progress,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class TrainingOptions:
         time_limit_s: Stop early after this many seconds (recorded in the history);
             None trains all ``steps``, which is what keeps a run reproducible.
         threads: torch CPU threads while training, or None to leave torch's default.
+        device: ``cpu`` (the default: the budget is CPU minutes), ``cuda`` or ``auto``.
+            Results are reproducible per device, not across devices.
         seed: Seeds excerpts, augmentations and initialisation.
         augment: Augmentation options.
     """
@@ -83,6 +90,7 @@ class TrainingOptions:
     grad_clip: float = 5.0
     time_limit_s: float | None = None
     threads: int | None = None
+    device: str = "cpu"
     seed: int = 0
     augment: AugmentOptions = field(default_factory=AugmentOptions)
 
@@ -183,7 +191,8 @@ def train_compact_separator(
             f"{len(short)} of {len(tracks)} are shorter"
         )
     rng = _seed_everything(options.seed)
-    model = build_compact_htdemucs(options)
+    device = resolve_device(options.device)
+    model = build_compact_htdemucs(options).to(device)
     augment = build_augment(options.augment, options.sample_rate)
     optimiser = torch.optim.Adam(model.parameters(), lr=options.lr, betas=(0.9, 0.999))
     losses: list[float] = []
@@ -219,7 +228,7 @@ def train_compact_separator(
                 ]
             )
             with torch.no_grad():
-                sources = augment(torch.from_numpy(batch))
+                sources = augment(torch.from_numpy(batch).to(device))
             estimate = model(sources.sum(dim=1))
             loss = F.l1_loss(estimate, sources)
             for group in optimiser.param_groups:
@@ -231,13 +240,14 @@ def train_compact_separator(
             optimiser.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    model.eval()
+    model.cpu().eval()
     history = {
         "loss": losses,
         "steps": len(losses),
         "seconds": time.perf_counter() - started,
         "stopped_early": stopped_early,
         "threads": options.threads or torch.get_num_threads(),
+        "device": str(device),
     }
     return model, history
 

@@ -1,0 +1,197 @@
+"""Separation benchmark: SDR reached by the compact separator and seconds per 20 s clip.
+
+Run after ``kedro run --pipeline=separator_training`` (and, for the corpus SDR,
+``kedro run --pipeline=separation``)::
+
+    python benchmarks/separation.py [--clips 8] [--threads 2] [--no-reference]
+
+It reads the latest versions of ``data/08_reporting/separator_sdr.json`` (held-out
+multitrack songs) and ``separator_training_history.json``, loads the separator from
+``data/06_models/separator``, and times the separation of 20 s stereo clips at 22.05 kHz
+(the synthetic corpus' choruses) with one and with four clips per forward pass. As a
+reference it also times one clip through an HTDemucs of the pretrained ``htdemucs`` size
+(random weights, 44.1 kHz: the paper setting's cost, without needing the weights).
+The load average is recorded: on a shared machine the timings are pessimistic.
+
+Writes ``benchmarks/results/separation.json`` and ``separation.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emomucs import SOURCES
+from emomucs.audio import fix_length, load_audio, resample, set_channels
+from emomucs.separation import (
+    ApplyOptions,
+    LoadedSeparator,
+    SeparatorSpec,
+    StemsCache,
+    load_separator,
+    separate_tracks,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTING = ROOT / "data" / "08_reporting"
+RESULTS = ROOT / "benchmarks" / "results"
+CLIP_SECONDS, RATE = 20.0, 22050
+
+
+def latest(name: str) -> dict | None:
+    """The newest version of a versioned JSON artifact, or None."""
+    versions = sorted((REPORTING / name).glob(f"*/{name}"))
+    return json.loads(versions[-1].read_text()) if versions else None
+
+
+def corpus_clips(count: int) -> dict[int, np.ndarray]:
+    folder = ROOT / "data" / "01_raw" / "synthetic" / "PMEmo2019" / "chorus"
+    files = sorted(folder.glob("*.wav"))[:count]
+    if len(files) < count:
+        raise SystemExit(f"{folder}: need {count} choruses, found {len(files)}")
+    clips = {}
+    for index, file in enumerate(files):
+        audio, rate = load_audio(file)
+        audio = resample(set_channels(audio, 2), rate, RATE)
+        clips[index] = fix_length(audio, int(CLIP_SECONDS * RATE))
+    return clips
+
+
+def seconds_per_clip(
+    separator: LoadedSeparator, clips: dict[int, np.ndarray], batch_size: int
+) -> float:
+    options = ApplyOptions(batch_size=batch_size, device="cpu")
+    separate_tracks(  # warm-up: first calls allocate and pick kernels
+        {0: clips[0]}, RATE, separator, RATE, options, StemsCache(None), progress=False
+    )
+    started = time.perf_counter()
+    separate_tracks(
+        clips, RATE, separator, RATE, options, StemsCache(None), progress=False
+    )
+    return (time.perf_counter() - started) / len(clips)
+
+
+def reference_size_seconds(clip: np.ndarray) -> float:
+    from demucs.htdemucs import HTDemucs
+
+    torch.manual_seed(0)
+    model = HTDemucs(list(SOURCES), samplerate=44100, segment=7.8).eval()
+    separator = LoadedSeparator(model, identity="reference:htdemucs-size-random")
+    return seconds_per_clip(separator, {0: clip, 1: clip}, batch_size=1)
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Separation benchmark", ""]
+    held_out = result.get("held_out_sdr")
+    if held_out:
+        lines += [
+            f"Compact separator `{result['separator']}`, SDR on "
+            f"{held_out['tracks']} held-out synthetic multitrack songs (dB):",
+            "",
+            "| source | separator | mix as estimate | gain |",
+            "|---|---|---|---|",
+        ]
+        for source, row in {
+            **held_out["sources"],
+            "**mean**": held_out["mean"],
+        }.items():
+            lines.append(
+                f"| {source} | {row['model_db']:.2f} | {row['floor_db']:.2f} | "
+                f"{row['gain_db']:+.2f} |"
+            )
+        lines.append("")
+    corpus = result.get("corpus_sdr")
+    if corpus and corpus.get("available"):
+        lines += [
+            f"On the {corpus['tracks']} corpus clips (mono, 22.05 kHz, against the true "
+            f"stems): {corpus['mean']['model_db']:.2f} dB mean SDR, floor "
+            f"{corpus['mean']['floor_db']:.2f} dB, gain {corpus['mean']['gain_db']:+.2f} dB.",
+            "",
+        ]
+    training = result.get("training")
+    if training:
+        lines += [
+            f"Training: {training['steps']} steps in {training['seconds']:.0f} s "
+            f"with {training['threads']} threads.",
+            "",
+        ]
+    timing = result["timing"]
+    lines += [
+        f"Separation of {CLIP_SECONDS:.0f} s stereo clips at 22.05 kHz, "
+        f"{result['machine']['threads']} torch threads, {result['machine']['cpus']} CPUs, "
+        f"load average {result['machine']['load_before']} before and "
+        f"{result['machine']['load_after']} after (other jobs share the machine, so "
+        "these are pessimistic):",
+        "",
+        "| separator | clips per pass | seconds per clip |",
+        "|---|---|---|",
+        f"| compact | 1 | {timing['compact_batch1_s']:.2f} |",
+        f"| compact | 4 | {timing['compact_batch4_s']:.2f} |",
+    ]
+    if "htdemucs_size_s" in timing:
+        lines.append(
+            f"| htdemucs size (44.1 kHz) | 1 | {timing['htdemucs_size_s']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    torch.set_num_threads(args.threads)
+    separator = load_separator(
+        SeparatorSpec("local", "emomucs_compact", "data/06_models/separator")
+    )
+    clips = corpus_clips(args.clips)
+    load_before = [round(value, 2) for value in os.getloadavg()]
+    timing = {
+        "compact_batch1_s": seconds_per_clip(separator, clips, 1),
+        "compact_batch4_s": seconds_per_clip(separator, clips, 4),
+    }
+    if not args.no_reference:
+        timing["htdemucs_size_s"] = reference_size_seconds(clips[0])
+    history = latest("separator_training_history.json")
+    result = {
+        "separator": separator.identity,
+        "held_out_sdr": _without_per_track(latest("separator_sdr.json")),
+        "corpus_sdr": _without_per_track(latest("separation_sdr.json")),
+        "training": {k: history[k] for k in ("steps", "seconds", "threads")}
+        if history
+        else None,
+        "timing": timing,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "load_before": load_before,
+            "load_after": [round(value, 2) for value in os.getloadavg()],
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "clip_seconds": CLIP_SECONDS,
+        "clips_timed": args.clips,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "separation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "separation.md").write_text(markdown(result))
+    print(markdown(result))  # noqa: T201
+
+
+def _without_per_track(report: dict | None) -> dict | None:
+    if report is None:
+        return None
+    return {k: v for k, v in report.items() if k not in {"per_track", "training_args"}}
+
+
+if __name__ == "__main__":
+    main()
