@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from emomucs.progress import quiet_progress
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: training diverged or the data is broken."""
@@ -160,7 +162,7 @@ def train_model(
         range(1, options.max_epochs + 1),
         desc=label,
         leave=False,
-        disable=None if options.progress else True,
+        disable=not options.progress or quiet_progress(),
     )
     for epoch in epochs:
         model.train()

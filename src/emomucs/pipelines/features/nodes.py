@@ -16,9 +16,9 @@ from typing import Any
 import librosa
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from emomucs.audio import AudioSet, fix_length, resample, set_channels
+from emomucs.progress import progress
 from emomucs.training.data import FeatureSet
 
 MIX = "mix"
@@ -110,7 +110,7 @@ def _mono_tracks(
         raise ValueError(f"{what}: no tracks")
     rate = int(options["sample_rate"])
     length = _common_length(audio, rate, float(options["length_tolerance_s"]), what)
-    for music_id in tqdm(audio.music_ids, desc=f"{what}: {step}", disable=None):
+    for music_id in progress(audio.music_ids, desc=f"{what}: {step}"):
         yield music_id, fix_length(_mono_sources(audio, music_id, rate, what), length)
 
 
