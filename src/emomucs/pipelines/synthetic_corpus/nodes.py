@@ -18,6 +18,11 @@ import numpy as np
 import pandas as pd
 
 from emomucs import SOURCES
+from emomucs.pipelines.ingestion.nodes import (
+    AROUSAL_COLUMN,
+    METADATA_COLUMNS,
+    VALENCE_COLUMN,
+)
 from emomucs.synthetic import (
     AROUSAL_WEIGHTS,
     VALENCE_WEIGHTS,
@@ -32,17 +37,7 @@ from emomucs.synthetic import (
 
 logger = logging.getLogger(__name__)
 
-METADATA_COLUMNS = [
-    "musicId",
-    "fileName",
-    "title",
-    "artist",
-    "album",
-    "duration",
-    "chorus_start_time",
-    "chorus_end_time",
-]
-ANNOTATION_COLUMNS = ["musicId", "Arousal(mean)", "Valence(mean)"]
+ANNOTATION_COLUMNS = ["musicId", AROUSAL_COLUMN, VALENCE_COLUMN]
 _DESIGN_COLUMNS = [f.name for f in fields(TrackDesign) if f.name != "music_id"]
 
 AudioChunk = dict[str, tuple[np.ndarray, int]]
