@@ -12,4 +12,4 @@ if ! ls data/06_models/separator/*.th >/dev/null 2>&1; then
   kedro run --pipeline=separator_training
 fi
 kedro run --pipeline="${PIPELINE:-emomucs_late}" "$@"
-echo "Results: data/08_reporting/ (results_table.md), MLflow: mlflow ui --backend-store-uri sqlite:///mlflow.db"
+echo "Results: data/08_reporting/results_table.md/<latest timestamp>/, MLflow: mlflow ui --backend-store-uri sqlite:///mlflow.db"
