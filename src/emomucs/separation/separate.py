@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,6 +14,7 @@ from tqdm import tqdm
 
 from emomucs import SOURCES
 from emomucs.audio import fix_length, resample, set_channels
+from emomucs.progress import quiet_progress
 from emomucs.separation.cache import StemsCache, audio_digest
 from emomucs.separation.separators import LoadedSeparator
 
@@ -246,8 +245,3 @@ def separate_tracks(
                 stems[music_id] = result
             bar.update(len(batch))
     return stems
-
-
-def quiet_progress() -> bool:
-    """True off a terminal or in CI, where a progress bar is only noise in the log."""
-    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
