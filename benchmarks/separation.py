@@ -10,8 +10,10 @@ multitrack songs) and ``separator_training_history.json``, loads the separator f
 ``data/06_models/separator``, and times the separation of 20 s stereo clips at 22.05 kHz
 (the synthetic corpus' choruses) with one and with four clips per forward pass. As a
 reference it also times one clip through an HTDemucs of the pretrained ``htdemucs`` size
-(random weights, 44.1 kHz: the paper setting's cost, without needing the weights).
-The load average is recorded: on a shared machine the timings are pessimistic.
+(random weights, 44.1 kHz: the paper setting's cost, without needing the weights), and
+times a few training steps of the configured compact model (random audio) to give the
+training time the configured step count needs on this machine now. The load average is
+recorded: on a shared machine the timings are pessimistic.
 
 Writes ``benchmarks/results/separation.json`` and ``separation.md``.
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from emomucs import SOURCES
 from emomucs.audio import fix_length, load_audio, resample, set_channels
@@ -35,8 +38,10 @@ from emomucs.separation import (
     LoadedSeparator,
     SeparatorSpec,
     StemsCache,
+    TrainingOptions,
     load_separator,
     separate_tracks,
+    train_compact_separator,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +92,38 @@ def reference_size_seconds(clip: np.ndarray) -> float:
     return seconds_per_clip(separator, {0: clip, 1: clip}, batch_size=1)
 
 
+def training_step_seconds(steps: int, threads: int) -> dict:
+    """Seconds per step of the configured training, on random audio, after a warm-up."""
+    params = yaml.safe_load(
+        (ROOT / "conf/base/parameters/separator_training.yml").read_text()
+    )["separator_training"]["training"]
+    rng = np.random.default_rng(0)
+    songs = [
+        (0.05 * rng.standard_normal((4, 2, 12 * params["sample_rate"]))).astype(
+            np.float32
+        )
+        for _ in range(4)
+    ]
+    timed = {**params, "threads": threads, "warmup_steps": 1}
+    train_compact_separator(
+        songs, TrainingOptions.from_options({**timed, "steps": 2}), False
+    )
+    started, cpu_started = time.perf_counter(), time.process_time()
+    train_compact_separator(
+        songs, TrainingOptions.from_options({**timed, "steps": steps}), False
+    )
+    per_step = (time.perf_counter() - started) / steps
+    return {
+        "seconds_per_step": per_step,
+        # all threads together: divided by the threads, the wall time of an idle machine
+        # if they ran perfectly in parallel (a lower bound)
+        "cpu_seconds_per_step": (time.process_time() - cpu_started) / steps,
+        "configured_steps": params["steps"],
+        "estimated_seconds": per_step * params["steps"],
+        "load": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
 def markdown(result: dict) -> str:
     lines = ["# Separation benchmark", ""]
     held_out = result.get("held_out_sdr")
@@ -117,9 +154,21 @@ def markdown(result: dict) -> str:
         ]
     training = result.get("training")
     if training:
+        cpu = training.get("cpu_seconds")
         lines += [
-            f"Training: {training['steps']} steps in {training['seconds']:.0f} s "
-            f"with {training['threads']} threads.",
+            f"Training run: {training['steps']} steps in {training['seconds']:.0f} s "
+            f"with {training['threads']} threads"
+            + (f" ({cpu:.0f} CPU seconds)" if cpu else "")
+            + " on the shared machine.",
+            "",
+        ]
+    steps = result.get("training_steps")
+    if steps:
+        lines += [
+            f"Training step timing now: {steps['seconds_per_step']:.2f} s per step, so "
+            f"{steps['configured_steps']} steps take about "
+            f"{steps['estimated_seconds']:.0f} s (load average {steps['load']}); "
+            f"{steps['cpu_seconds_per_step']:.2f} CPU seconds per step.",
             "",
         ]
     timing = result["timing"]
@@ -147,6 +196,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--training-steps", type=int, default=20, help="0 skips")
     args = parser.parse_args()
     os.chdir(ROOT)
     torch.set_num_threads(args.threads)
@@ -161,14 +211,22 @@ def main() -> None:
     }
     if not args.no_reference:
         timing["htdemucs_size_s"] = reference_size_seconds(clips[0])
+    steps = (
+        training_step_seconds(args.training_steps, args.threads)
+        if args.training_steps
+        else None
+    )
     history = latest("separator_training_history.json")
     result = {
         "separator": separator.identity,
         "held_out_sdr": _without_per_track(latest("separator_sdr.json")),
         "corpus_sdr": _without_per_track(latest("separation_sdr.json")),
-        "training": {k: history[k] for k in ("steps", "seconds", "threads")}
+        "training": {
+            k: history.get(k) for k in ("steps", "seconds", "cpu_seconds", "threads")
+        }
         if history
         else None,
+        "training_steps": steps,
         "timing": timing,
         "machine": {
             "cpus": os.cpu_count(),

@@ -18,6 +18,7 @@ from emomucs.separation import (
     sdr,
     train_compact_separator,
 )
+from emomucs.separation.training import separation_loss, source_weights
 
 from .synth import synth_track
 
@@ -113,3 +114,30 @@ def test_evaluation_scores_model_and_mix_floor(songs):
     )
     assert report["sources"]["bass"]["floor_db"] == pytest.approx(floor, abs=1e-6)
     assert all(np.isfinite(v["model_db"]) for v in report["sources"].values())
+
+
+def test_losses_against_hand_computed_values():
+    sources = torch.ones(2, 4, 1, 10)
+    weights = torch.tensor([1.0, 1.0, 2.0, 0.0])
+    half = 0.5 * sources
+    # minus the SDR of half of every source: -10 log10(1 / 0.25)
+    assert float(separation_loss(half, sources, "sdr", weights)) == pytest.approx(
+        -10 * np.log10(4), abs=1e-4
+    )
+    assert float(separation_loss(half, sources, "l1", weights)) == pytest.approx(0.5)
+    estimate = sources.clone()
+    estimate[:, 2] = 0.0  # only "other" is wrong, by 1 everywhere, with weight 2
+    assert float(separation_loss(estimate, sources, "weighted_l1", weights)) == 0.5
+
+
+def test_auto_source_weights_favour_quiet_sources(songs):
+    weights = source_weights(songs, TrainingOptions.from_options(TINY))
+    assert float(weights.mean()) == pytest.approx(1.0)
+    levels = np.mean([np.abs(song).mean(axis=(1, 2)) for song in songs], axis=0)
+    assert int(weights.argmax()) == int(levels.argmin())
+    with pytest.raises(ValueError, match="4 positive numbers"):
+        source_weights(
+            songs, TrainingOptions.from_options({**TINY, "source_weights": [1, 2]})
+        )
+    with pytest.raises(ValueError, match="not one of"):
+        TrainingOptions.from_options({**TINY, "loss": "mse"})

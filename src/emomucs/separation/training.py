@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from emomucs import SOURCES
@@ -33,6 +32,9 @@ from emomucs.separation.separate import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+LOSSES = ("l1", "weighted_l1", "sdr")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class TrainingOptions:
         device: ``cpu`` (the default: the budget is CPU minutes), ``cuda`` or ``auto``.
             Results are reproducible per device, not across devices.
         seed: Seeds excerpts, augmentations and initialisation.
+        loss: ``l1`` (Demucs' loss), ``weighted_l1`` (L1 per source times
+            ``source_weights``) or ``sdr`` (minus the SDR of each source over the batch).
+        source_weights: Per-source loss weights for ``weighted_l1``: a list in
+            ``SOURCES`` order, or ``auto`` for the inverse of each source's mean
+            absolute level in the training songs, so quiet sources count as much as
+            loud ones (as the mean SDR over sources does).
         augment: Augmentation options.
     """
 
@@ -92,7 +100,13 @@ class TrainingOptions:
     threads: int | None = None
     device: str = "cpu"
     seed: int = 0
+    loss: str = "l1"
+    source_weights: str | tuple[float, ...] = "auto"
     augment: AugmentOptions = field(default_factory=AugmentOptions)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"separator loss {self.loss!r} is not one of {LOSSES}")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TrainingOptions:
@@ -100,6 +114,8 @@ class TrainingOptions:
         augment = dict(options.pop("augment", None) or {})
         if augment.get("scale") is not None:
             augment["scale"] = tuple(augment["scale"])
+        if isinstance(options.get("source_weights"), list):
+            options["source_weights"] = tuple(options["source_weights"])
         return cls(**options, augment=AugmentOptions(**augment))
 
     def as_dict(self) -> dict[str, Any]:
@@ -156,6 +172,33 @@ def _learning_rate(step: int, options: TrainingOptions) -> float:
     return options.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def source_weights(tracks: list[np.ndarray], options: TrainingOptions) -> torch.Tensor:
+    """Loss weight per source, normalised to a mean of 1."""
+    if options.source_weights == "auto":
+        levels = np.mean([np.abs(track).mean(axis=(1, 2)) for track in tracks], axis=0)
+        weights = 1.0 / np.maximum(levels, 1e-6)
+    else:
+        weights = np.asarray(options.source_weights, dtype=np.float64)
+        if weights.shape != (len(SOURCES),) or (weights <= 0).any():
+            raise ValueError(f"source_weights needs {len(SOURCES)} positive numbers")
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def separation_loss(
+    estimate: torch.Tensor, sources: torch.Tensor, loss: str, weights: torch.Tensor
+) -> torch.Tensor:
+    """The training loss on ``(batch, sources, channels, samples)`` waveforms."""
+    if loss == "sdr":
+        # energies over the whole batch, so a source silent in one excerpt is harmless
+        signal = sources.square().sum(dim=(0, 2, 3))
+        error = (sources - estimate).square().sum(dim=(0, 2, 3))
+        return -10 * torch.log10((signal + 1e-7) / (error + 1e-7)).mean()
+    per_source = (estimate - sources).abs().mean(dim=(0, 2, 3))
+    if loss == "weighted_l1":
+        return (per_source * weights.to(per_source)).mean()
+    return per_source.mean()
+
+
 def _seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)  # demucs.augment.Remix draws from Python's random
     torch.manual_seed(seed)
@@ -195,8 +238,10 @@ def train_compact_separator(
     model = build_compact_htdemucs(options).to(device)
     augment = build_augment(options.augment, options.sample_rate)
     optimiser = torch.optim.Adam(model.parameters(), lr=options.lr, betas=(0.9, 0.999))
+    weights = source_weights(tracks, options)
     losses: list[float] = []
     started = time.perf_counter()
+    cpu_started = time.process_time()
     stopped_early = False
     model.train()
     augment.train()
@@ -230,7 +275,7 @@ def train_compact_separator(
             with torch.no_grad():
                 sources = augment(torch.from_numpy(batch).to(device))
             estimate = model(sources.sum(dim=1))
-            loss = F.l1_loss(estimate, sources)
+            loss = separation_loss(estimate, sources, options.loss, weights)
             for group in optimiser.param_groups:
                 group["lr"] = _learning_rate(step, options)
             optimiser.zero_grad()
@@ -245,9 +290,13 @@ def train_compact_separator(
         "loss": losses,
         "steps": len(losses),
         "seconds": time.perf_counter() - started,
+        # CPU seconds of all threads: on a shared machine, seconds / cpu_seconds shows
+        # how much of the wall time was waiting for other jobs
+        "cpu_seconds": time.process_time() - cpu_started,
         "stopped_early": stopped_early,
         "threads": options.threads or torch.get_num_threads(),
         "device": str(device),
+        "source_weights": dict(zip(SOURCES, weights.tolist(), strict=True)),
     }
     return model, history
 
