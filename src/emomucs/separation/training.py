@@ -23,13 +23,9 @@ from torch import nn
 from tqdm import tqdm
 
 from emomucs import SOURCES
+from emomucs.progress import quiet_progress
 from emomucs.separation.sdr import sdr, summarize_sdr
-from emomucs.separation.separate import (
-    ApplyOptions,
-    demix,
-    quiet_progress,
-    resolve_device,
-)
+from emomucs.separation.separate import ApplyOptions, demix, resolve_device
 
 logger = logging.getLogger(__name__)
 
