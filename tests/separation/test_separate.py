@@ -150,3 +150,20 @@ def test_random_shifts_are_reproducible_per_clip(separator):
     )
     both, alone = run(clips), run({101: clips[101]})
     np.testing.assert_allclose(both[101], alone[101], atol=1e-6)
+
+
+def test_the_seed_keys_the_cache_only_with_random_shifts(separator, tmp_path):
+    clips = _clips(1, channels=2, rate=8000, seconds=1.0)
+    cache = StemsCache(tmp_path)
+    for shifts, seed in [(0, 1), (0, 2), (1, 1), (1, 2)]:
+        separate_tracks(
+            clips,
+            8000,
+            separator,
+            8000,
+            ApplyOptions(shifts=shifts),
+            cache,
+            seed=seed,
+            progress=False,
+        )
+    assert len(list(tmp_path.glob("*.npy"))) == 3  # one without shifts, two with

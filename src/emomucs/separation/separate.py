@@ -200,6 +200,8 @@ def separate_tracks(
         ``musicId -> (4, 1, samples)`` float32 stems at ``output_rate``.
     """
     config = {**options.cache_config(), "output_rate": int(output_rate)}
+    if options.shifts:
+        config["seed"] = int(seed)  # random shifts make the stems depend on the seed
     keys = {
         music_id: cache.key(
             music_id, audio_digest(clip, sample_rate), separator.identity, config

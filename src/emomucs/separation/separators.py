@@ -247,7 +247,9 @@ def _from_torch_hub_cache(name: str, signatures: list[str]) -> nn.Module | None:
 def _load_pretrained(name: str, allow_download: bool) -> LoadedSeparator:
     signatures = pretrained_signatures(name)
     identity = f"pretrained:{name}:{'+'.join(signatures)}"
-    model = _from_hf_cache(name) or _from_torch_hub_cache(name, signatures)
+    model = _from_hf_cache(name)
+    if model is None:
+        model = _from_torch_hub_cache(name, signatures)
     if model is not None:
         model.eval()
         return LoadedSeparator(model=model, identity=identity)
