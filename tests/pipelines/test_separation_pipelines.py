@@ -16,8 +16,8 @@ from emomucs.audio import AudioSet, resample
 from emomucs.datasets.demucs_repo_dataset import DemucsRepoDataset
 from emomucs.pipelines import separation, separator_training
 from emomucs.separation import ApplyOptions, SeparatorSpec, TrainingOptions, sdr
-from tests.separation.conftest import tiny_htdemucs, write_repo
 from tests.separation.synth import synth_multitrack, synth_track
+from tests.separation.tiny import tiny_htdemucs, write_repo
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "base" / "parameters"
 STEM_RATE, CLIP_RATE, OUTPUT_RATE = 16000, 8000, 8000

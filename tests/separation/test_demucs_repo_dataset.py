@@ -8,7 +8,7 @@ from kedro.io import DatasetError
 from emomucs.datasets.demucs_repo_dataset import DemucsRepoDataset
 from emomucs.separation import package_model
 
-from .conftest import tiny_htdemucs
+from .tiny import tiny_htdemucs
 
 
 def test_saving_again_replaces_the_previous_file(tmp_path):

@@ -18,7 +18,7 @@ from emomucs.separation import (
 )
 from emomucs.separation.separate import source_matrix
 
-from .conftest import tiny_htdemucs
+from .tiny import tiny_htdemucs
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 
 from emomucs.separation import SeparatorSpec, SeparatorUnavailableError, load_separator
 
-from .conftest import tiny_htdemucs, write_repo
+from .tiny import tiny_htdemucs, write_repo
 
 
 def test_local_repo_written_by_save_with_checksum_loads_the_same_model(tmp_path):
