@@ -1,0 +1,71 @@
+"""The shared plumbing of the single-file versioned datasets: fsspec, paths, versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO, Generic, TypeVar
+
+import fsspec
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    DatasetError,
+    Version,
+    get_filepath_str,
+    get_protocol_and_path,
+)
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+class VersionedFileDataset(AbstractVersionedDataset[_In, _Out], Generic[_In, _Out]):
+    """A versioned dataset stored as one file; subclasses turn data into bytes and back.
+
+    Local folders are created on save (``auto_mkdir``).
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        fs_args = dict(fs_args or {})
+        if protocol == "file":
+            fs_args.setdefault("auto_mkdir", True)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **fs_args)
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    @contextmanager
+    def _open_for_load(self) -> Iterator[BinaryIO]:
+        """The version to load, as a binary stream (read lazily, not into memory)."""
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(path, mode="rb") as stream:
+            yield stream
+
+    def _write_bytes(self, payload: bytes) -> None:
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        with self._fs.open(path, mode="wb") as stream:
+            stream.write(payload)
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "version": self._version}
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(path)
