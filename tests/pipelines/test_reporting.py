@@ -12,7 +12,7 @@ from emomucs.pipelines.reporting.nodes import PAPER_RESULTS, tabulate_results
 from emomucs.training.metrics import METRIC_COLUMNS
 
 
-def _summary(model, sources, folds="f1", value=0.25, **experiment):
+def _summary(model, sources, folds="f1", value=0.25, audio=None, **experiment):
     label = (
         f"EmoMucs-{experiment['source_model']} {experiment['fusion']} "
         f"{experiment['strategy']}"
@@ -26,6 +26,10 @@ def _summary(model, sources, folds="f1", value=0.25, **experiment):
         "folds": folds,
         "n_outer_folds": 3,
         "n_tracks": 30,
+        "inputs": {
+            "representation": "log_mel",
+            "audio": audio or ("mix" if list(sources) == ["mix"] else "oracle"),
+        },
         "metrics": {
             "mean": metrics,
             "sd": dict.fromkeys(metrics, 0.01),
@@ -75,6 +79,23 @@ def test_a_fresh_result_replaces_the_stored_one_and_mixed_folds_are_flagged():
     assert row["r2_arousal_pooled"] == 0.3
     assert len(table) == 2
     assert "2 different fold assignments" in markdown
+
+
+def test_the_table_names_the_stems_and_flags_mixed_separators():
+    stored = {
+        "baselines.c1d": _summary("C1D", ["mix"]),
+        "emomucs_late.c1d_full": _emomucs("C1D", "late", "full", audio="oracle"),
+    }
+    table, markdown = tabulate_results(stored)
+    assert list(table["audio"]) == ["mix", "oracle"]
+    assert "Stems from: `oracle`" in markdown
+    assert "| emomucs_late.c1d_full | EmoMucs-C1D late full | oracle | 30 |" in markdown
+    assert "different separators" not in markdown
+
+    compact = _emomucs("C1D", "late", "freeze", audio="local:compact:ab12")
+    table, markdown = tabulate_results(stored, compact)
+    assert "Stems from: `local:compact:ab12`, `oracle`" in markdown
+    assert "2 different separators" in markdown
 
 
 def test_published_numbers_sit_beside_ours():

@@ -61,6 +61,18 @@ def validate_features(features: FeatureSet, name: str = "features") -> None:
         )
 
 
+def describe_inputs(features: FeatureSet) -> dict[str, Any]:
+    """What a model was trained on, for summaries: the representation and where
+    the audio came from (``"mix"``, or the separator identity the stems carry, e.g.
+    ``"oracle"`` or ``"local:emomucs_compact:<digest>"``)."""
+    attrs = features["settings"].get("audio_attrs", {})
+    if list(features["sources"]) == ["mix"]:
+        origin = "mix"
+    else:
+        origin = attrs.get("separator", "unknown")
+    return {"representation": features["representation"], "audio": origin}
+
+
 def input_kwargs(features: FeatureSet) -> dict[str, int]:
     """The shape arguments a single-source model needs for these features."""
     values = features["values"]

@@ -21,6 +21,7 @@ from emomucs.training.cache import SplitCache, hash_values
 from emomucs.training.data import (
     FeatureSet,
     Standardiser,
+    describe_inputs,
     input_kwargs,
     select_inputs,
     select_labels,
@@ -72,8 +73,9 @@ class CVResult:
     """What one variant's nested CV produced.
 
     Attributes:
-        models: ``{"experiment", "label", "folds", "selected", "val_loss",
-            "models"}``; ``models[outer][inner]`` is a checkpoint
+        models: ``{"experiment", "label", "folds", "inputs", "selected",
+            "val_loss", "models"}`` (``inputs``: see
+            :func:`~emomucs.training.data.describe_inputs`); ``models[outer][inner]`` is a checkpoint
             (:func:`emomucs.models.to_checkpoint` plus ``standardiser``) and
             ``selected[outer]`` the inner split tested on the outer fold.
         predictions: Out-of-fold predictions, one row per track.
@@ -321,6 +323,7 @@ def run_nested_cv(
         "experiment": spec.to_dict(),
         "label": name,
         "folds": folds_id,
+        "inputs": describe_inputs(features),
         "selected": selected,
         "val_loss": val_loss,
         "models": models,

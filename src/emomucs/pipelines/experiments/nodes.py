@@ -88,15 +88,24 @@ def train_nested_cv(
 def evaluate_predictions(
     cv_predictions: pd.DataFrame,
     cv_folds: pd.DataFrame,
+    cv_models: dict[str, Any],
     experiment: dict[str, Any],
     networks: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """RMSE and R² per outer fold, their mean ± sd, and on pooled predictions.
 
+    Args:
+        cv_predictions: Out-of-fold predictions of the variant.
+        cv_folds: The shared fold table.
+        cv_models: The variant's models; the summary names the inputs they were
+            trained on (so stems of different separators are told apart).
+        experiment: The variant's parameters.
+        networks: Arguments shared by every variant of a network.
+
     Returns:
         ``cv_metrics`` (a row per outer fold, then ``mean``, ``sd``, ``pooled``) and
-        ``cv_summary``: the variant, its label and the summary rows as plain JSON,
-        which the results table reads.
+        ``cv_summary``: the variant, its label, its inputs and the summary rows as
+        plain JSON, which the results table reads.
     """
     spec = ExperimentSpec.from_params(experiment, networks)
     metrics = summarise_folds(cv_predictions)
@@ -107,6 +116,7 @@ def evaluate_predictions(
         "folds": fingerprint_folds(cv_folds),
         "n_outer_folds": int(cv_folds["outer_fold"].nunique()),
         "n_tracks": len(cv_predictions),
+        "inputs": cv_models.get("inputs", {}),
         "metrics": {
             scope: {m: float(row[m]) for m in METRIC_COLUMNS}
             for scope, row in summary_rows.iterrows()

@@ -73,7 +73,13 @@ def experiment_template(n_pretrained: int = 0) -> Pipeline:
             ),
             Node(
                 evaluate_predictions,
-                ["cv_predictions", "cv_folds", "params:experiment", "params:networks"],
+                [
+                    "cv_predictions",
+                    "cv_folds",
+                    "cv_models",
+                    "params:experiment",
+                    "params:networks",
+                ],
                 ["cv_metrics", "cv_summary"],
                 name="evaluate_predictions",
             ),

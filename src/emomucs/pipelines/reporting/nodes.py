@@ -49,6 +49,7 @@ RESULT_COLUMNS = [
     "model",
     "source_model",
     "sources",
+    "audio",
     "fusion",
     "strategy",
     "model_kwargs",
@@ -68,6 +69,8 @@ def _summary_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
         "model": experiment["model"],
         "source_model": experiment.get("source_model"),
         "sources": "+".join(experiment["sources"]),
+        # Where the inputs came from: "mix" or the separator of the stems.
+        "audio": summary.get("inputs", {}).get("audio", "unknown"),
         "fusion": experiment.get("fusion"),
         "strategy": experiment.get("strategy", "full"),
         "model_kwargs": str(experiment.get("model_kwargs") or ""),
@@ -166,18 +169,17 @@ def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
 
 def _all_variants(table: pd.DataFrame) -> str:
     short = {m: SHORT_NAMES[m] for m in METRIC_COLUMNS}
-    header = "| variant | label | tracks | " + " | ".join(
+    header = "| variant | label | audio | tracks | " + " | ".join(
         f"{short[m]} mean ± sd | {short[m]} pooled" for m in METRIC_COLUMNS
     )
-    lines = [header + " |", "|---|---|---|" + "---|---|" * len(METRIC_COLUMNS)]
+    lines = [header + " |", "|---|---|---|---|" + "---|---|" * len(METRIC_COLUMNS)]
     for _, row in table.iterrows():
         cells = [
             f"{_cell(row, m, True)} | {row[f'{m}_pooled']:.4f}" for m in METRIC_COLUMNS
         ]
         lines.append(
-            f"| {row['variant']} | {row['label']} | {row['n_tracks']} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {row['variant']} | {row['label']} | {row['audio']} | "
+            f"{row['n_tracks']} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
@@ -216,6 +218,16 @@ def tabulate_results(
                 f"**Warning:** these rows come from {fold_sets} different fold "
                 "assignments (runs on other data or settings); compare only rows "
                 "with the same `folds` in results_table.csv.",
+            ]
+        separators = sorted(set(table["audio"]) - {"mix"})
+        if separators:
+            parts += ["", "Stems from: " + ", ".join(f"`{s}`" for s in separators)]
+        if len(separators) > 1:
+            parts += [
+                "",
+                f"**Warning:** the stem-based rows come from {len(separators)} "
+                "different separators (each variant keeps its latest run); see the "
+                "`audio` column of every variant below.",
             ]
         grid, _ = paper_layout(table, with_sd=True)
         parts += [
