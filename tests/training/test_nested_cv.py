@@ -15,6 +15,7 @@ from emomucs.training import (
     run_nested_cv,
     score,
 )
+from emomucs.training.data import input_kwargs
 from emomucs.training.folds import TEST
 
 QUICK = CVOptions(TrainOptions(max_epochs=2, patience=1, progress=False), seed=0)
@@ -111,6 +112,51 @@ def test_freeze_keeps_the_single_source_weights_of_the_same_split(
             assert not torch.equal(
                 tuned["models"][k][j]["state"][weight], start[weight.split(".", 2)[2]]
             )
+
+
+@pytest.mark.parametrize("fusion", ["early", "mid", "late"])
+def test_frozen_sources_computed_once_train_the_head_as_the_whole_model_would(
+    small_corpus, folds, single_source, fusion
+):
+    """The freeze shortcut (source parts computed once per split) gives the head the
+    same gradient steps as training the whole model with its sources frozen."""
+    table, features = small_corpus
+    split = nested_cv.iter_splits(folds)[0]
+    ids = features["music_ids"].tolist()
+
+    def part(music_ids):
+        rows = [ids.index(i) for i in music_ids]
+        return features["values"][rows], torch.randn(len(rows), 2)
+
+    train, validation = part(split.train), part(split.validation)
+    options = TrainOptions(max_epochs=4, patience=4, batch_size=3, progress=False)
+    starts = {s: single_source[s]["models"][0][0] for s in SOURCES}
+    trained = []
+    for shortcut in (False, True):
+        torch.manual_seed(0)
+        model = _emomucs("freeze", fusion).build(input_kwargs(features))
+        model.load_source_states(starts)
+        model.freeze_sources()
+        generator = torch.Generator().manual_seed(1)
+        if shortcut:
+            result = nested_cv._train_head_on_frozen_sources(
+                model, train, validation, options, generator, "test"
+            )
+        else:
+            result = nested_cv.train_model(
+                model, train, validation, options, generator=generator
+            )
+        trained.append((model.state_dict(), result.history))
+    (whole, whole_history), (head, head_history) = trained
+    assert whole.keys() == head.keys()
+    for name in whole:
+        assert torch.allclose(whole[name], head[name], atol=1e-5), name
+    for a, b in zip(whole_history, head_history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    # The head did train: its weights moved from their initial values.
+    torch.manual_seed(0)
+    initial = _emomucs("freeze", fusion).build(input_kwargs(features)).state_dict()
+    assert not torch.equal(initial["head.1.weight"], head["head.1.weight"])
 
 
 def test_pretrained_models_must_fit(small_corpus, folds, single_source):
