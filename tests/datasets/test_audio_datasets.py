@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 from kedro.io import DatasetError, Version
 
 from emomucs.audio import AudioSet
-from emomucs.datasets import AudioFolderDataset, AudioSetDataset
+from emomucs.datasets import AudioFolderDataset, AudioSetDataset, TorchDataset
 
 
 def _audio_set(value: float, sources=()) -> AudioSet:
@@ -43,6 +46,36 @@ def test_older_version_loads_back_after_a_newer_run(tmp_path):
     ).load()
     assert latest.audio[3][0, 0] == 0.75
     assert older.audio[3][0, 0] == 0.25
+
+
+def test_a_version_identical_to_the_newest_shares_its_file(tmp_path):
+    """Reruns save the same clips and stems again: the new version is a hard link to
+    the newest one when the bytes match, and a file of its own when they do not."""
+    path = tmp_path / "stems.npz"
+    versions = [f"2026-0{m}-01T00.00.00.000Z" for m in (1, 2, 3, 4)]
+    values = [0.25, 0.25, 0.75, 0.25]
+    for version, value in zip(versions, values, strict=True):
+        AudioSetDataset(str(path), version=Version(None, version)).save(
+            _audio_set(value, ("drums",))
+        )
+    stats = [(path / v / "stems.npz").stat() for v in versions]
+    assert stats[1].st_ino == stats[0].st_ino and stats[0].st_nlink == 2
+    assert stats[2].st_ino != stats[1].st_ino  # other data
+    assert stats[3].st_ino not in {stats[0].st_ino, stats[2].st_ino}  # newest is 0.75
+    for version, value in zip(versions, values, strict=True):
+        loaded = AudioSetDataset(str(path), version=Version(version, None)).load()
+        assert loaded.audio[3][0, 0, 0] == value
+
+
+def test_torch_dataset_versions_share_identical_files(tmp_path):
+    path = tmp_path / "features.pt"
+    data = {"values": torch.arange(6.0), "sources": ["mix"]}
+    for version in ("2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"):
+        TorchDataset(str(path), version=Version(None, version)).save(data)
+    first, second = (path / v / "features.pt" for v in sorted(os.listdir(path)))
+    assert first.stat().st_ino == second.stat().st_ino
+    loaded = TorchDataset(str(path), version=Version(None, None)).load()
+    assert torch.equal(loaded["values"], data["values"])
 
 
 def test_audio_set_dataset_refuses_other_types(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
@@ -15,6 +17,8 @@ from kedro.io.core import (
     get_filepath_str,
     get_protocol_and_path,
 )
+
+log = logging.getLogger(__name__)
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -56,9 +60,53 @@ class VersionedFileDataset(AbstractVersionedDataset[_In, _Out], Generic[_In, _Ou
 
     def _write_bytes(self, payload: bytes) -> None:
         path = get_filepath_str(self._get_save_path(), self._protocol)
-        with self._fs.open(path, mode="wb") as stream:
-            stream.write(payload)
+        same = self._identical_newest_version(payload, path)
+        if same is not None and self._link(same, path):
+            log.info(
+                "%s: identical to %s, hard-linked instead of written again",
+                path,
+                same,
+            )
+        else:
+            with self._fs.open(path, mode="wb") as stream:
+                stream.write(payload)
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+    def _identical_newest_version(self, payload: bytes, save_path: str) -> str | None:
+        """The newest earlier version of this file when its bytes equal ``payload``.
+
+        Every experiment run saves the clips, the mix and the stems again; on real
+        PMEmo each is gigabytes, and a rerun usually produces the same bytes.
+        Versions are never written in place, so they can share one file.
+        """
+        if self._protocol != "file" or not self._version:
+            return None
+        pattern = f"{self._filepath}/*/{self._filepath.name}"
+        earlier = sorted(p for p in self._fs.glob(pattern) if p != save_path)
+        if not earlier:
+            return None
+        newest = earlier[-1]
+        if os.path.getsize(newest) != len(payload):
+            return None
+        view, offset, chunk = memoryview(payload), 0, 1 << 24
+        with open(newest, "rb") as stream:
+            while block := stream.read(chunk):
+                if block != view[offset : offset + len(block)]:
+                    return None
+                offset += len(block)
+        return newest
+
+    def _link(self, existing: str, path: str) -> bool:
+        """Hard-link ``path`` to ``existing``; False where the file system cannot."""
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.link(existing, path)
+        except OSError as error:
+            log.debug(
+                "cannot hard-link %s to %s (%s): writing a copy", path, existing, error
+            )
+            return False
+        return True
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "version": self._version}
