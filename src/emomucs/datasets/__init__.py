@@ -3,6 +3,13 @@
 from .audio_folder_dataset import AudioFolderDataset
 from .audio_set_dataset import AudioSetDataset
 from .demucs_repo_dataset import DemucsRepoDataset
+from .results_store_dataset import ResultsStoreDataset
 from .torch_dataset import TorchDataset
 
-__all__ = ["AudioFolderDataset", "AudioSetDataset", "DemucsRepoDataset", "TorchDataset"]
+__all__ = [
+    "AudioFolderDataset",
+    "AudioSetDataset",
+    "DemucsRepoDataset",
+    "ResultsStoreDataset",
+    "TorchDataset",
+]
