@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -97,14 +98,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Outputs of ``model`` in eval mode on the model's device, ``(len(x), outputs)``
-    on the CPU."""
+    on the CPU.
+
+    Args:
+        forward: What to compute instead of ``model(x)``, e.g. one of its parts
+            (``EmoMucs.fuse``); ``model`` still sets the mode and the device.
+    """
     model.eval()
     device = next(model.parameters()).device
+    forward = forward or model
     with torch.no_grad():
         outputs = [
-            model(x[index].to(device)).cpu()
+            forward(x[index].to(device)).cpu()
             for index in batches(len(x), batch_size, None)
         ]
     return torch.cat(outputs)

@@ -28,13 +28,7 @@ from emomucs.training.data import (
     validate_features,
 )
 from emomucs.training.folds import Split, fingerprint_folds, iter_splits
-from emomucs.training.loop import (
-    TrainOptions,
-    batches,
-    predict,
-    resolve_device,
-    train_model,
-)
+from emomucs.training.loop import TrainOptions, predict, resolve_device, train_model
 from emomucs.training.metrics import DIMENSIONS
 from emomucs.training.spec import ExperimentSpec
 
@@ -223,18 +217,10 @@ def _train_head_on_frozen_sources(
     gives what training the whole model computes, batch order included, in a
     fraction of the time.
     """
-    device = resolve_device(options.device)
-    model.to(device)
+    model.to(resolve_device(options.device))
 
     def fused(x: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        with torch.no_grad():
-            return torch.cat(
-                [
-                    model.fuse(x[index].to(device)).cpu()
-                    for index in batches(len(x), options.eval_batch_size, None)
-                ]
-            )
+        return predict(model, x, options.eval_batch_size, forward=model.fuse)
 
     return train_model(
         model.head,
