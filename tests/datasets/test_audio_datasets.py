@@ -67,6 +67,19 @@ def test_a_version_identical_to_the_newest_shares_its_file(tmp_path):
         assert loaded.audio[3][0, 0, 0] == value
 
 
+def test_an_unreadable_earlier_version_does_not_stop_a_save(tmp_path):
+    path = tmp_path / "stems.npz"
+    first, second = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"
+    AudioSetDataset(str(path), version=Version(None, first)).save(_audio_set(0.5))
+    earlier = path / first / "stems.npz"
+    earlier.unlink()
+    earlier.symlink_to(tmp_path / "gone.npz")  # listed, but cannot be read
+    AudioSetDataset(str(path), version=Version(None, second)).save(_audio_set(0.5))
+    saved = AudioSetDataset(str(path), version=Version(second, None)).load()
+    assert saved.audio[3][0, 0] == 0.5
+    assert (path / second / "stems.npz").stat().st_nlink == 1
+
+
 def test_torch_dataset_versions_share_identical_files(tmp_path):
     path = tmp_path / "features.pt"
     data = {"values": torch.arange(6.0), "sources": ["mix"]}

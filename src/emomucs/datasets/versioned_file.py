@@ -86,14 +86,19 @@ class VersionedFileDataset(AbstractVersionedDataset[_In, _Out], Generic[_In, _Ou
         if not earlier:
             return None
         newest = earlier[-1]
-        if os.path.getsize(newest) != len(payload):
-            return None
         view, offset, chunk = memoryview(payload), 0, 1 << 24
-        with open(newest, "rb") as stream:
-            while block := stream.read(chunk):
-                if block != view[offset : offset + len(block)]:
-                    return None
-                offset += len(block)
+        try:
+            if os.path.getsize(newest) != len(payload):
+                return None
+            with open(newest, "rb") as stream:
+                while block := stream.read(chunk):
+                    if block != view[offset : offset + len(block)]:
+                        return None
+                    offset += len(block)
+        except OSError as error:
+            # An unreadable earlier version must not stop this one being saved.
+            log.warning("%s: cannot compare with %s (%s)", save_path, newest, error)
+            return None
         return newest
 
     def _link(self, existing: str, path: str) -> bool:
