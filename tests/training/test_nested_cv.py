@@ -14,6 +14,7 @@ from emomucs.training import (
     nested_cv,
     run_nested_cv,
     score,
+    selected_models,
 )
 from emomucs.training.data import input_kwargs
 from emomucs.training.folds import TEST
@@ -77,15 +78,17 @@ def test_every_variant_is_tested_on_the_same_folds(small_corpus, folds):
 def test_predictions_come_from_the_saved_checkpoints(small_corpus, folds):
     table, features = small_corpus
     result = run_nested_cv(_emomucs(), features, table, folds, QUICK)
-    k = 1
-    checkpoint = result.models["models"][k][result.models["selected"][k]]
-    model = from_checkpoint(checkpoint)
-    part = result.predictions[result.predictions["outer_fold"] == k]
-    rows = [features["music_ids"].tolist().index(i) for i in part["musicId"]]
-    with torch.no_grad():
-        guess = model(features["values"][rows]).numpy()
-    assert np.allclose(guess[:, 0], part["valence_pred"], atol=1e-5)
-    assert np.allclose(guess[:, 1], part["arousal_pred"], atol=1e-5)
+    listed = selected_models(result.models)
+    assert [(m.repeat, m.outer) for m in listed] == [(0, k) for k in range(3)]
+    for chosen in listed:
+        assert chosen.inner == result.models["selected"][chosen.outer]
+        model = from_checkpoint(chosen.checkpoint)
+        part = result.predictions[result.predictions["outer_fold"] == chosen.outer]
+        rows = [features["music_ids"].tolist().index(i) for i in part["musicId"]]
+        with torch.no_grad():
+            guess = model(features["values"][rows]).numpy()
+        assert np.allclose(guess[:, 0], part["valence_pred"], atol=1e-5)
+        assert np.allclose(guess[:, 1], part["arousal_pred"], atol=1e-5)
 
 
 def test_freeze_keeps_the_single_source_weights_of_the_same_split(

@@ -13,7 +13,13 @@ from emomucs.training.loop import (
     train_model,
 )
 from emomucs.training.metrics import r2, rmse, score, summarise_folds
-from emomucs.training.nested_cv import CVOptions, CVResult, run_nested_cv
+from emomucs.training.nested_cv import (
+    CVOptions,
+    CVResult,
+    SelectedModel,
+    run_nested_cv,
+    selected_models,
+)
 from emomucs.training.spec import ExperimentSpec
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "ExperimentSpec",
     "FeatureSet",
     "NonFiniteLossError",
+    "SelectedModel",
     "Standardiser",
     "TrainOptions",
     "TrainResult",
@@ -32,6 +39,7 @@ __all__ = [
     "rmse",
     "run_nested_cv",
     "score",
+    "selected_models",
     "summarise_folds",
     "train_model",
     "validate_features",

@@ -87,6 +87,35 @@ class CVResult:
     log: pd.DataFrame
 
 
+@dataclass(frozen=True)
+class SelectedModel:
+    """One outer fold's tested model, as :func:`selected_models` lists them.
+
+    Attributes:
+        repeat: Training repeat (seed) index; 0 when a variant has one.
+        outer: Outer fold whose test tracks this model predicted.
+        inner: The inner split it was trained on.
+        checkpoint: :func:`emomucs.models.to_checkpoint` plus ``standardiser``.
+    """
+
+    repeat: int
+    outer: int
+    inner: int
+    checkpoint: dict[str, Any]
+
+
+def selected_models(cv_models: dict[str, Any]) -> list[SelectedModel]:
+    """The model each outer fold was tested with, for every repeat.
+
+    The one place that reads the layout of ``cv_models`` for its tested models:
+    code that scores or explains stored models goes through it.
+    """
+    return [
+        SelectedModel(0, int(outer), int(inner), cv_models["models"][outer][inner])
+        for outer, inner in sorted(cv_models["selected"].items())
+    ]
+
+
 def split_seed(seed: int, outer: int, inner: int) -> int:
     """An independent seed per split, the same for every variant."""
     return int(np.random.SeedSequence([seed, outer, inner]).generate_state(1)[0])
