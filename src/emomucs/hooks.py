@@ -55,6 +55,7 @@ VARIANT_ARTIFACTS = {
     "training_log": "training_log.csv",
     "cv_models": "models/cv_models.pt",
     "prediction_scatter": "plots/prediction_scatter.png",
+    "attention_weights_plot": "plots/attention_weights.png",
 }
 """Variant dataset suffix -> artifact file in the variant's child run."""
 

@@ -1,4 +1,4 @@
-"""EmoMucs: one network per separated source, fused early, mid or late."""
+"""EmoMucs: one network per separated source, fused early, mid, late or by attention."""
 
 from __future__ import annotations
 
@@ -10,8 +10,107 @@ from torch import nn
 
 from emomucs.models.base import SourceModel, init_weights, plain_copy
 
-FUSIONS = {"early": "features", "mid": "hidden", "late": "output"}
-"""Fusion → where each source network is cut (its method giving the fused part)."""
+FUSIONS = {
+    "early": "features",
+    "mid": "hidden",
+    "late": "output",
+    "attention": "hidden",
+}
+"""Fusion → where each source network is cut (its method giving the fused part).
+
+Attention cuts at ``hidden``: the hidden layer where a network has one (C1D), its
+convolutional features where it has none (C2D's hidden layer is the identity).
+"""
+
+
+class AttentionHead(nn.Module):
+    """Attention over sources, one softmax per output dimension.
+
+    Each source's part is projected to an embedding of ``embedding_size`` (its own
+    projection: dropout → FC → tanh). A scoring network shared by the sources (FC →
+    tanh → FC ``n_outputs``: one learned query per dimension) scores every
+    embedding, and a softmax over the sources turns each dimension's scores into
+    weights. A readout shared by the sources (dropout → FC → tanh, one row per
+    dimension) gives each source's own prediction of each dimension on the
+    labels' [-1, 1] scale, and a dimension's prediction is the weighted sum of its
+    sources' predictions.
+
+    Why bounded per-source predictions rather than a linear readout of the weighted
+    sum of embeddings: with a linear readout any weight can be undone by scaling an
+    embedding, so the weights need not say which source is used (on a corpus where
+    one stem carries each label they came out near-uniform). A weighted mean of
+    bounded predictions can only reach a large label by weighting the sources that
+    predict it, so the weights of a track are the share each source's prediction
+    has in the model's.
+
+    Input: the concatenated source parts ``(batch, n_sources * part_size)``, as
+    :meth:`EmoMucs.fuse` gives them, so the freeze shortcut trains this head alone.
+
+    Args:
+        n_sources: sources fused.
+        part_size: size of each source's part.
+        embedding_size: size of each source's embedding (and of the scoring
+            network's hidden layer).
+        n_outputs: predicted values, each with its own weights over sources.
+        dropout: dropout on the source parts and on the embeddings read out.
+    """
+
+    def __init__(
+        self,
+        n_sources: int,
+        part_size: int,
+        embedding_size: int,
+        n_outputs: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.n_sources = int(n_sources)
+        self.part_size = int(part_size)
+        self.project = nn.ModuleList(
+            nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(part_size, embedding_size), nn.Tanh()
+            )
+            for _ in range(n_sources)
+        )
+        self.score = nn.Sequential(
+            nn.Linear(embedding_size, embedding_size),
+            nn.Tanh(),
+            nn.Linear(embedding_size, n_outputs),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(embedding_size, n_outputs)
+
+    def embed_and_weigh(
+        self, fused: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings ``(batch, n_sources, embedding_size)`` and weights
+        ``(batch, n_outputs, n_sources)``, each row summing to 1."""
+        expected = self.n_sources * self.part_size
+        if fused.ndim != 2 or fused.shape[1] != expected:
+            raise ValueError(
+                f"AttentionHead: expected fused parts (batch, {expected}), "
+                f"got {tuple(fused.shape)}"
+            )
+        parts = fused.view(len(fused), self.n_sources, self.part_size)
+        embeddings = torch.stack(
+            [project(parts[:, i]) for i, project in enumerate(self.project)], dim=1
+        )
+        weights = torch.softmax(self.score(embeddings), dim=1).transpose(1, 2)
+        return embeddings, weights
+
+    def source_predictions(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Each source's prediction of each dimension, ``(batch, n_outputs,
+        n_sources)``, in [-1, 1]."""
+        return torch.tanh(self.readout(self.dropout(embeddings))).transpose(1, 2)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        """Predict ``(batch, n_outputs)`` values from the fused source parts."""
+        embeddings, weights = self.embed_and_weigh(fused)
+        return (weights * self.source_predictions(embeddings)).sum(dim=2)
+
+    def weights(self, fused: torch.Tensor) -> torch.Tensor:
+        """Each dimension's weights over sources, ``(batch, n_outputs, n_sources)``."""
+        return self.embed_and_weigh(fused)[1]
 
 
 class EmoMucs(nn.Module):
@@ -22,7 +121,11 @@ class EmoMucs(nn.Module):
     samples)`` for WaveC1D. Fusion: ``early`` concatenates each network's
     ``features``, ``mid`` its ``hidden`` layer, ``late`` its outputs; the head is
     dropout → FC (``units_per_source`` × n_sources) → ReLU → dropout → FC
-    ``n_outputs``, linear.
+    ``n_outputs``, linear. ``attention`` cuts at the hidden layer (the features
+    where there is none) and its head is an :class:`AttentionHead` with embeddings
+    of ``units_per_source``: per track, a weight per source and output dimension
+    (:meth:`attention_weights`), and each
+    dimension is predicted as the weighted sum of the sources' own predictions.
 
     Frozen source networks (:meth:`freeze_sources`) stay in eval mode through
     ``.train()``: the original left their batch-norm and dropout training.
@@ -31,9 +134,10 @@ class EmoMucs(nn.Module):
         source_model: registry name of the source network (not ``"EmoMucs"``).
         source_kwargs: its constructor arguments, the same for every source.
         sources: source names, in the order of the input's source axis.
-        fusion: ``"early"``, ``"mid"`` or ``"late"``.
+        fusion: ``"early"``, ``"mid"``, ``"late"`` or ``"attention"``.
         dropout: dropout before each head layer (the poster's 0.3).
-        units_per_source: head hidden units per source.
+        units_per_source: head hidden units per source; for attention, the size of
+            each source's embedding.
         n_outputs: predicted values.
 
     Raises:
@@ -105,14 +209,19 @@ class EmoMucs(nn.Module):
             "output": first.n_outputs,
         }[self.cut]
         self.fused_size = part_size * len(sources)
-        head_units = int(units_per_source) * len(sources)
-        self.head = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(self.fused_size, head_units),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(head_units, n_outputs),
-        )
+        if fusion == "attention":
+            self.head = AttentionHead(
+                len(sources), part_size, int(units_per_source), n_outputs, dropout
+            )
+        else:
+            head_units = int(units_per_source) * len(sources)
+            self.head = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(self.fused_size, head_units),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(head_units, n_outputs),
+            )
         self.head.apply(init_weights)
         self.n_outputs = int(n_outputs)
         self._sources_frozen = False
@@ -140,6 +249,20 @@ class EmoMucs(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict ``(batch, n_outputs)`` values from ``(batch, n_sources, ...)``."""
         return self.head(self.fuse(x))
+
+    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Each output dimension's weights over sources, ``(batch, n_outputs,
+        n_sources)``, summing to 1 over sources (sources in :attr:`sources`' order).
+
+        Raises:
+            ValueError: for a fusion other than ``attention``.
+        """
+        if not isinstance(self.head, AttentionHead):
+            raise ValueError(
+                f"EmoMucs: {self.fusion} fusion has no attention weights; "
+                "only fusion 'attention' does"
+            )
+        return self.head.weights(self.fuse(x))
 
     def load_source_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
         """Copy single-source models' weights into the source networks.

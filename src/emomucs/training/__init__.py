@@ -12,7 +12,13 @@ from emomucs.training.loop import (
     predict,
     train_model,
 )
-from emomucs.training.metrics import r2, rmse, score, summarise_folds
+from emomucs.training.metrics import (
+    attention_column,
+    r2,
+    rmse,
+    score,
+    summarise_folds,
+)
 from emomucs.training.nested_cv import (
     CVOptions,
     CVResult,
@@ -33,6 +39,7 @@ __all__ = [
     "TrainOptions",
     "TrainResult",
     "assign_folds",
+    "attention_column",
     "iter_splits",
     "predict",
     "r2",

@@ -10,6 +10,13 @@ METRICS = ("rmse", "r2")
 METRIC_COLUMNS = [f"{m}_{d}" for m in METRICS for d in DIMENSIONS]
 
 
+def attention_column(dimension: str, source: str) -> str:
+    """The ``cv_predictions`` column holding a track's attention weight of
+    ``source`` for ``dimension`` (attention fusion only), e.g.
+    ``attention_valence_vocals``; scores ignore these columns."""
+    return f"attention_{dimension}_{source}"
+
+
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Root mean squared error."""
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)

@@ -29,7 +29,7 @@ from emomucs.training.data import (
 )
 from emomucs.training.folds import Split, fingerprint_folds, iter_splits
 from emomucs.training.loop import TrainOptions, predict, resolve_device, train_model
-from emomucs.training.metrics import DIMENSIONS
+from emomucs.training.metrics import DIMENSIONS, attention_column
 from emomucs.training.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,9 @@ class CVResult:
             :func:`~emomucs.training.data.describe_inputs`); ``models[outer][inner]`` is a checkpoint
             (:func:`emomucs.models.to_checkpoint` plus ``standardiser``) and
             ``selected[outer]`` the inner split tested on the outer fold.
-        predictions: Out-of-fold predictions, one row per track.
+        predictions: Out-of-fold predictions, one row per track; attention fusion
+            adds each track's weights
+            (:func:`~emomucs.training.metrics.attention_column`).
         log: Losses per epoch of every split.
     """
 
@@ -273,6 +275,13 @@ def _test_selected(
     for d, dim in enumerate(DIMENSIONS):
         part[dim] = y_test[:, d].numpy()
         part[f"{dim}_pred"] = guess[:, d]
+    if getattr(model, "fusion", None) == "attention":
+        weights = predict(
+            model, x_test, options.train.eval_batch_size, model.attention_weights
+        ).numpy()
+        for d, dim in enumerate(DIMENSIONS):
+            for s, source in enumerate(model.sources):
+                part[attention_column(dim, source)] = weights[:, d, s]
     return part
 
 

@@ -12,7 +12,7 @@ from emomucs.models import build_model
 
 SINGLE_SOURCE_MODELS = ("C1D", "C2D", "WaveC1D")
 STRATEGIES = ("full", "finetune", "freeze")
-FUSIONS = ("early", "mid", "late")
+FUSIONS = ("early", "mid", "late", "attention")
 MIX = "mix"
 
 
@@ -25,7 +25,8 @@ class ExperimentSpec:
         sources: Inputs, in order: ``["mix"]`` for a baseline, one stem for a
             single-source model, several stems for EmoMucs.
         source_model: EmoMucs' source network (one of the single-source models).
-        fusion: EmoMucs' fusion, ``"early"``, ``"mid"`` or ``"late"``.
+        fusion: EmoMucs' fusion, ``"early"``, ``"mid"``, ``"late"`` or
+            ``"attention"``.
         strategy: ``"full"`` (from scratch), ``"finetune"`` or ``"freeze"`` (source
             networks start from single-source models of the same inner split).
         model_kwargs: This variant's own arguments of the (source) network, e.g.

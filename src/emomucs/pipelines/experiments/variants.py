@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from emomucs import SOURCES
 
 STRATEGIES = ("full", "finetune", "freeze")
-FUSIONS = ("early", "mid", "late")
+FUSIONS = ("early", "mid", "late", "attention")
 
 NETWORKS = {"c1d": "C1D", "c2d": "C2D", "c2d_hidden": "C2D", "wavec1d": "WaveC1D"}
 """Namespace slug -> single-source network. ``c2d_hidden`` is C2D with the hidden
@@ -97,6 +97,8 @@ def emomucs_variants(fusion: str) -> list[Variant]:
     """EmoMucs with C1D and C2D sources × full/finetune/freeze.
 
     Mid fusion uses ``c2d_hidden``: the paper's C2D head has no hidden layer to cut.
+    Attention fusion (the poster's future work) cuts C2D at its features instead,
+    so it starts from the plain ``c2d`` single-source models.
     The waveform front end runs as a baseline only: four WaveC1D networks cost as
     much as four C2Ds per epoch, too much for the fast default.
     """

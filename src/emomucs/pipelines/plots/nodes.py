@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emomucs import SOURCES
-from emomucs.training.metrics import DIMENSIONS, METRIC_COLUMNS
+from emomucs.training.metrics import DIMENSIONS, METRIC_COLUMNS, attention_column
 
 METRIC_NAMES = {
     "rmse_valence": "RMSE valence",
@@ -112,6 +112,69 @@ def plot_predictions(
         f"{label}: out-of-fold predictions, {len(cv_predictions)} tracks, "
         f"{len(folds)} outer folds (mean ± sd over folds)"
     )
+    return fig
+
+
+def plot_attention_weights(
+    cv_predictions: pd.DataFrame, cv_summary: dict[str, Any], options: dict[str, Any]
+) -> Figure:
+    """Mean attention weight of each source per dimension, over a variant's
+    out-of-fold tracks (attention fusion).
+
+    Args:
+        cv_predictions: With a column ``attention_<dimension>_<source>`` per
+            dimension and source (:func:`~emomucs.training.metrics.attention_column`).
+        cv_summary: The variant's summary (its ``label`` and ``experiment``'s
+            ``sources``).
+        options: ``fold_colormap`` (the colour of each outer fold's mean).
+
+    Returns:
+        One panel per dimension: a bar per source (mean over tracks, whisker ± sd
+        over tracks), each outer fold's mean as a dot, and the uniform weight
+        1 / n_sources as a dashed line.
+    """
+    label = cv_summary["label"]
+    sources = list(cv_summary["experiment"]["sources"])
+    columns = {(d, s): attention_column(d, s) for d in DIMENSIONS for s in sources}
+    missing = sorted(set(columns.values()) - set(cv_predictions.columns))
+    if missing:
+        raise ValueError(
+            f"{label}: cv_predictions lacks attention weights {missing} "
+            "(only attention fusion writes them)"
+        )
+    if cv_predictions.empty:
+        raise ValueError(f"{label}: cv_predictions has no rows to plot")
+    folds = sorted(int(k) for k in cv_predictions["outer_fold"].unique())
+    positions = np.arange(len(sources))
+    fig = Figure(figsize=(4 + 1.2 * len(sources), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(DIMENSIONS), sharey=True)
+    for ax, dim in zip(axes, DIMENSIONS, strict=True):
+        weights = cv_predictions[[columns[dim, s] for s in sources]]
+        ax.bar(
+            positions,
+            weights.mean().to_numpy(),
+            yerr=weights.std(ddof=0).to_numpy(),
+            color="0.75",
+            edgecolor="0.3",
+            capsize=4,
+        )
+        for fold in folds:
+            part = weights[cv_predictions["outer_fold"] == fold]
+            ax.scatter(
+                positions,
+                part.mean().to_numpy(),
+                color=_fold_colour(options, fold),
+                s=18,
+                zorder=3,
+                label=f"outer fold {fold}",
+            )
+        ax.axhline(1 / len(sources), color="0.3", lw=0.8, ls="--", label="uniform")
+        ax.set_xticks(positions, sources)
+        ax.set_ylim(0, 1)
+        ax.set_title(dim.capitalize(), fontsize="medium")
+    axes[0].set_ylabel("attention weight (mean ± sd over tracks)")
+    axes[-1].legend(loc="upper right", fontsize="small", framealpha=0.8)
+    fig.suptitle(f"{label}: attention over sources, {len(cv_predictions)} tracks")
     return fig
 
 

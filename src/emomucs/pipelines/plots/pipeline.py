@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from .nodes import (
+    plot_attention_weights,
     plot_emotion_plane,
     plot_predictions,
     plot_results_heatmap,
@@ -21,6 +22,10 @@ from .nodes import (
 
 SOURCE_GROUP = "sources"
 """Namespace group of the single-source variants (``sources.<network>_<stem>``)."""
+
+ATTENTION_GROUP = "emomucs_attention"
+"""Namespace group of the attention-fusion variants, whose predictions carry
+attention weights."""
 
 
 def variant_plots_template() -> Pipeline:
@@ -37,14 +42,30 @@ def variant_plots_template() -> Pipeline:
     )
 
 
-def create_variant_plots_pipeline(variants: Iterable[str]) -> Pipeline:
-    """Predicted-vs-true scatter of each variant, in its namespace."""
+def attention_plots_template() -> Pipeline:
+    """The extra figure of an attention-fusion variant: its mean weights."""
     return Pipeline(
         [
-            pipeline(variant_plots_template(), namespace=v, parameters={"params:plots"})
-            for v in sorted(set(variants))
+            Node(
+                plot_attention_weights,
+                ["cv_predictions", "cv_summary", "params:plots"],
+                "attention_weights_plot",
+                name="plot_attention_weights",
+            )
         ]
     )
+
+
+def create_variant_plots_pipeline(variants: Iterable[str]) -> Pipeline:
+    """Predicted-vs-true scatter of each variant, in its namespace; attention
+    variants also get their mean weights per source and dimension."""
+    pipes = []
+    for v in sorted(set(variants)):
+        template = variant_plots_template()
+        if v.split(".")[0] == ATTENTION_GROUP:
+            template += attention_plots_template()
+        pipes.append(pipeline(template, namespace=v, parameters={"params:plots"}))
+    return Pipeline(pipes)
 
 
 def create_results_plots_pipeline(variants: Iterable[str] = ()) -> Pipeline:

@@ -24,6 +24,9 @@ SHORT_NAMES = {
     "r2_arousal": "R² A",
 }
 FUSION_COLUMNS = ("early", "mid", "late")
+EXTENSION_COLUMNS = ("attention",)
+"""Fusions this project adds (the poster's future work): a column of the paper's
+layout only when a variant of it ran, as the paper has no numbers for them."""
 STRATEGY_ROWS = ("full", "finetune", "freeze")
 NETWORK_ROWS = ("C1D", "C2D", "WaveC1D")
 
@@ -126,7 +129,7 @@ def _grid_key(row: pd.Series) -> tuple[str, str, str] | None:
 
 def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
     """Markdown: one table per metric; rows are baselines and EmoMucs network ×
-    strategy, columns the mix and the three fusions.
+    strategy, columns the mix and the three fusions (and attention, when it ran).
 
     Returns:
         The markdown and the positions of the rows it placed (the first variant
@@ -142,7 +145,8 @@ def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
     ]
     used_rows = {key[:2] for key in cells}
     row_keys = [key for key in row_keys if key in used_rows]
-    columns = ["mix", *FUSION_COLUMNS]
+    extensions = [f for f in EXTENSION_COLUMNS if any(k[2] == f for k in cells)]
+    columns = ["mix", *FUSION_COLUMNS, *extensions]
     blocks = []
     for metric, title in METRIC_TITLES.items():
         lines = [
@@ -235,7 +239,8 @@ def tabulate_results(
             "## In the paper's layout",
             "",
             "EmoMucs rows fuse all four stems; C2D mid fusion cuts the hidden layer "
-            "this project adds to C2D (the paper has no C2D mid fusion).",
+            "this project adds to C2D (the paper has no C2D mid fusion); attention "
+            "fusion is the poster's future work (no published numbers).",
             "",
             grid,
             "",
