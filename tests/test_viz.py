@@ -61,13 +61,15 @@ def test_every_registered_pipeline_is_built(build, registry):
                 assert node["name"] == node["full_name"].rsplit(".", 1)[-1]
 
 
-def test_variants_collapse_into_namespaces(build, registry):
+@pytest.mark.parametrize("fusion", ["late", "attention"])
+def test_variants_collapse_into_namespaces(build, registry, fusion):
     from emomucs.pipelines.experiments import variant_namespaces
 
-    graph = _load(build, "pipelines", "emomucs_late")
+    name = f"emomucs_{fusion}"
+    graph = _load(build, "pipelines", name)
     groups = graph["modular_pipelines"]
-    variants = variant_namespaces(registry["emomucs_late"])
-    assert "emomucs_late.c1d_freeze" in variants
+    variants = variant_namespaces(registry[name])
+    assert f"{name}.c1d_freeze" in variants
     for variant in variants:
         group = variant.split(".")[0]
         children = {c["id"] for c in groups[group]["children"]}
@@ -77,11 +79,14 @@ def test_variants_collapse_into_namespaces(build, registry):
             for n in graph["nodes"]
             if n["type"] == "task" and variant in (n["modular_pipelines"] or [])
         }
-        assert {
+        expected = {
             f"{variant}.train_nested_cv",
             f"{variant}.evaluate_predictions",
             f"{variant}.plot_predictions",
-        } <= names
+        }
+        if group == "emomucs_attention":
+            expected.add(f"{variant}.plot_attention_weights")
+        assert expected <= names
 
 
 def test_every_dataset_has_a_layer(build):

@@ -56,6 +56,44 @@ def test_every_model_and_fusion_predicts_two_values(name, fusion):
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("name", list(SOURCE_CONFIGS))
+def test_attention_weights_sum_to_one_per_track_and_dimension(name):
+    kwargs, shape = SOURCE_CONFIGS[name]
+    model = emomucs("attention", name, kwargs).eval()
+    x = batch(shape)
+    single = build_model(name, **kwargs)
+    assert model.fused_size == single.hidden_size * len(SOURCES)
+    assert model.fuse(x).shape == (BATCH, model.fused_size)
+    weights = model.attention_weights(x)
+    assert weights.shape == (BATCH, 2, len(SOURCES))
+    assert (weights > 0).all()
+    assert torch.allclose(weights.sum(dim=2), torch.ones(BATCH, 2))
+    # Each dimension has its own query: its weights differ from the other's.
+    assert not torch.allclose(weights[:, 0], weights[:, 1])
+    y = model(x)
+    assert y.shape == (BATCH, 2) and y.abs().max() < 1  # a mean of tanh outputs
+    # The prediction is the weighted sum of the sources' own predictions.
+    embeddings, _ = model.head.embed_and_weigh(model.fuse(x))
+    own = model.head.source_predictions(embeddings)
+    assert torch.allclose(y, (weights * own).sum(dim=2), atol=1e-6)
+
+
+def test_attention_over_c2d_cuts_at_its_features():
+    """C2D without a hidden layer: attention reads its convolutional features (mid
+    fusion refuses it)."""
+    kwargs = {"n_mels": N_MELS, "n_frames": N_FRAMES}
+    model = emomucs("attention", "C2D", kwargs).eval()
+    x = batch()
+    net = model.source_nets["vocals"]
+    size = net.feature_size
+    assert torch.equal(model.fuse(x)[:, 3 * size :], net.features(x[:, 3]))
+
+
+def test_only_attention_fusion_has_weights():
+    with pytest.raises(ValueError, match="late fusion has no attention weights"):
+        emomucs("late").attention_weights(batch())
+
+
 def test_fusion_parts_come_from_each_source_in_input_order():
     model = emomucs("mid").eval()
     x = batch()
@@ -75,7 +113,7 @@ def test_mid_fusion_needs_a_hidden_layer():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"fusion": "attention"}, "unknown fusion 'attention'"),
+        ({"fusion": "cross"}, "unknown fusion 'cross'"),
         ({"source_model": "C3D"}, "unknown model 'C3D'"),
         ({"source_model": "EmoMucs"}, "cannot be EmoMucs"),
         ({"sources": []}, "no sources"),
@@ -157,7 +195,7 @@ def test_load_source_states_names_the_mismatched_source():
         model.load_source_states({**singles, "piano": singles["bass"]})
 
 
-@pytest.mark.parametrize("fusion", ["early", "mid", "late"])
+@pytest.mark.parametrize("fusion", ["early", "mid", "late", "attention"])
 def test_freeze_keeps_sources_fixed_and_in_eval_mode(fusion):
     model = emomucs(fusion)
     model.load_source_states(
@@ -210,7 +248,7 @@ def test_finetune_changes_loaded_sources():
 
 
 def test_trainable_parameters_follow_the_cut():
-    for fusion in ("early", "mid", "late"):
+    for fusion in ("early", "mid", "late", "attention"):
         model = emomucs(fusion)
         net = model.source_nets["drums"]
         sizes = [
@@ -219,11 +257,12 @@ def test_trainable_parameters_follow_the_cut():
         ]
         head = sum(p.numel() for p in model.head.parameters())
         trainable = sum(p.numel() for p in model.trainable_parameters())
-        used = {"early": 1, "mid": 2, "late": 3}[fusion]
+        used = {"early": 1, "mid": 2, "late": 3, "attention": 2}[fusion]
         assert trainable == head + len(SOURCES) * sum(sizes[:used])
         total = sum(p.numel() for p in model.parameters())
         assert total == head + len(SOURCES) * sum(sizes)
-        assert model.head[1].in_features * model.head[1].out_features < head
+        if fusion != "attention":
+            assert model.head[1].in_features * model.head[1].out_features < head
 
 
 def test_construction_is_deterministic_under_manual_seed():

@@ -52,6 +52,8 @@ CASES = [(name, None) for name in SOURCE_CONFIGS] + [
     ("C1D", "early"),
     ("C2D", "mid"),
     ("WaveC1D", "late"),
+    ("C1D", "attention"),
+    ("C2D", "attention"),
 ]
 
 
@@ -86,6 +88,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(name, fusion):
     model.eval()
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))
+        if fusion == "attention":
+            assert torch.equal(rebuilt.attention_weights(x), model.attention_weights(x))
 
 
 def test_checkpoint_does_not_follow_later_training():

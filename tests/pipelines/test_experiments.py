@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from kedro.config import OmegaConfigLoader
@@ -24,7 +25,8 @@ from emomucs.pipelines.experiments.variants import (
     source_variants,
 )
 from emomucs.pipelines.reporting import create_reporting_pipeline
-from emomucs.training import ExperimentSpec
+from emomucs.training import ExperimentSpec, attention_column
+from emomucs.training.metrics import DIMENSIONS
 from tests.training.synthetic import make_corpus
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -127,8 +129,9 @@ def test_pipelines_share_upstream_nodes_and_name_their_variants():
 SOURCES_ORDER = ("drums", "bass", "other", "vocals")
 
 
-def test_tiny_late_fusion_run_end_to_end():
-    """The registered ``emomucs_late`` + results table on 12 tracks of 2 s."""
+@pytest.mark.parametrize("fusion", ["late", "attention"])
+def test_tiny_emomucs_run_end_to_end(fusion):
+    """The registered ``emomucs_<fusion>`` + results table on 12 tracks of 2 s."""
     table, mix, stems = make_corpus(n_tracks=12, seconds=2.0, seed=5)
     params = _config("local", "parameters")
     params["training"] = {
@@ -138,7 +141,7 @@ def test_tiny_late_fusion_run_end_to_end():
         "cache_dir": None,
         "progress": False,
     }
-    pipe = create_emomucs_pipeline("late")
+    pipe = create_emomucs_pipeline(fusion)
     pipe += create_reporting_pipeline(variant_namespaces(pipe))
     data = {"track_table": table, "mix": mix, "stems": stems, "cv_summaries": {}}
     data.update(_param_inputs(params))
@@ -148,21 +151,35 @@ def test_tiny_late_fusion_run_end_to_end():
 
     folds = catalog.load("cv_folds")
     assert folds["outer_fold"].nunique() == params["cv"]["outer_folds"]
-    predictions = catalog.load("emomucs_late.c2d_freeze.cv_predictions")
+    group = f"emomucs_{fusion}"
+    predictions = catalog.load(f"{group}.c2d_freeze.cv_predictions")
     assert sorted(predictions["musicId"]) == sorted(table["musicId"])
-    metrics = catalog.load("emomucs_late.c1d_full.cv_metrics")
+    weights = [c for c in predictions if c.startswith("attention_")]
+    if fusion == "attention":
+        assert weights == [
+            attention_column(d, s) for d in DIMENSIONS for s in SOURCES_ORDER
+        ]
+        for d in DIMENSIONS:
+            per_track = predictions[[attention_column(d, s) for s in SOURCES_ORDER]]
+            assert np.allclose(per_track.sum(axis=1), 1.0, atol=1e-5)
+    else:
+        assert not weights
+    metrics = catalog.load(f"{group}.c1d_full.cv_metrics")
     assert list(metrics["scope"]) == ["fold"] * 3 + ["mean", "sd", "pooled"]
     results = catalog.load("results_table")
     assert len(results) == len(variant_namespaces(pipe)) == 14
     markdown = catalog.load("results_markdown")
     assert "| EmoMucs-C2D | freeze |" in markdown
+    assert (
+        "| model | strategy | mix | early | mid | late | attention |" in markdown
+    ) == (fusion == "attention")
+    label = f"EmoMucs-C2D {fusion} freeze"  # in memory: named by its label
+    assert f"| {label} | {label} | truth |" in markdown
     assert "0.2320" in markdown  # the paper's C2D late freeze RMSE valence
     # Same folds everywhere: every summary names one fold assignment.
     assert results["folds"].nunique() == 1
     # Each row names where its audio came from: the stems' separator or the mix.
     assert set(results["audio"]) == {"truth"}
-    summary = catalog.load("emomucs_late.c1d_full.cv_summary")
+    summary = catalog.load(f"{group}.c1d_full.cv_summary")
     assert summary["inputs"] == {"representation": "log_mel", "audio": "truth"}
-    assert isinstance(
-        catalog.load("emomucs_late.c1d_freeze.training_log"), pd.DataFrame
-    )
+    assert isinstance(catalog.load(f"{group}.c1d_freeze.training_log"), pd.DataFrame)

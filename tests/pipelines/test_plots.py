@@ -25,6 +25,7 @@ from emomucs.pipelines.experiments.variants import (
     combination_variants,
 )
 from emomucs.pipelines.plots.nodes import (
+    plot_attention_weights,
     plot_emotion_plane,
     plot_predictions,
     plot_results_heatmap,
@@ -268,8 +269,42 @@ def test_plots_pipeline_wiring():
         "plot_source_learning_curves",
     } == {n.name for n in pipe.nodes}
     assert "sources.c1d_bass.training_log" in pipe.inputs()
+    # attention variants also draw their weights
+    attention = plots.create_variant_plots_pipeline(["emomucs_attention.c2d_full"])
+    assert {n.name for n in attention.nodes} == {
+        "emomucs_attention.c2d_full.plot_predictions",
+        "emomucs_attention.c2d_full.plot_attention_weights",
+    }
+    assert "emomucs_attention.c2d_full.attention_weights_plot" in attention.outputs()
     # without single-source variants there is nothing to draw learning curves of
     assert (
         "source_learning_curves"
         not in plots.create_experiment_plots_pipeline(["baselines.c1d"]).all_outputs()
     )
+
+
+def test_attention_weights_plot_shows_each_sources_mean_weight():
+    rng = np.random.default_rng(0)
+    n = 12
+    predictions = pd.DataFrame({"musicId": range(n), "outer_fold": np.arange(n) % 3})
+    expected = {}
+    for dim in ("valence", "arousal"):
+        raw = rng.uniform(0.1, 1, size=(n, len(SOURCES)))
+        raw /= raw.sum(axis=1, keepdims=True)
+        for i, source in enumerate(SOURCES):
+            predictions[f"attention_{dim}_{source}"] = raw[:, i]
+        expected[dim] = raw.mean(axis=0)
+    summary = {
+        "label": "EmoMucs-C1D attention full",
+        "experiment": {"sources": list(SOURCES)},
+    }
+    fig = plot_attention_weights(predictions, summary, {})
+    assert isinstance(fig, Figure)
+    for ax, dim in zip(fig.axes[:2], ("valence", "arousal"), strict=True):
+        heights = [bar.get_height() for bar in ax.patches]
+        assert np.allclose(heights, expected[dim])
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(SOURCES)
+    with pytest.raises(ValueError, match="lacks attention weights"):
+        plot_attention_weights(
+            predictions.drop(columns="attention_arousal_bass"), summary, {}
+        )

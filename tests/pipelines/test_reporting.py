@@ -124,3 +124,26 @@ def test_pipeline_orders_the_table_after_the_variants_of_the_run():
     assert [
         n.inputs for n in create_pipeline().nodes if n.name == "tabulate_results"
     ] == [["cv_summaries"]]
+
+
+def test_attention_fusion_gets_a_column_of_its_own_once_it_ran():
+    """The paper has no attention fusion: its column appears only beside a run of
+    it, and the published table keeps the paper's columns."""
+    late = {"emomucs_late.c1d_freeze": _emomucs("C1D", "late", "freeze", value=0.3)}
+    _, without = tabulate_results(late)
+    assert "attention |" not in without
+    stored = {
+        **late,
+        "emomucs_attention.c1d_freeze": _emomucs(
+            "C1D", "attention", "freeze", value=0.2
+        ),
+    }
+    table, markdown = tabulate_results(stored)
+    assert "emomucs_attention.c1d_freeze" in set(table["variant"])
+    ours, published = markdown.split("## Published")
+    assert "| model | strategy | mix | early | mid | late | attention |" in ours
+    assert (
+        "| EmoMucs-C1D | freeze | – | – | – | 0.3000 ± 0.0100 | 0.2000 ± 0.0100 |"
+        in (ours)
+    )
+    assert "attention |" not in published

@@ -9,8 +9,10 @@ from emomucs.training import (
     CVOptions,
     ExperimentSpec,
     NonFiniteLossError,
+    Standardiser,
     TrainOptions,
     assign_folds,
+    attention_column,
     nested_cv,
     run_nested_cv,
     score,
@@ -117,7 +119,7 @@ def test_freeze_keeps_the_single_source_weights_of_the_same_split(
             )
 
 
-@pytest.mark.parametrize("fusion", ["early", "mid", "late"])
+@pytest.mark.parametrize("fusion", ["early", "mid", "late", "attention"])
 def test_frozen_sources_computed_once_train_the_head_as_the_whole_model_would(
     small_corpus, folds, single_source, fusion
 ):
@@ -156,10 +158,19 @@ def test_frozen_sources_computed_once_train_the_head_as_the_whole_model_would(
         assert torch.allclose(whole[name], head[name], atol=1e-5), name
     for a, b in zip(whole_history, head_history, strict=True):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
-    # The head did train: its weights moved from their initial values.
+    # The head did train: its weights moved from their initial values, and only
+    # the head's did.
     torch.manual_seed(0)
     initial = _emomucs("freeze", fusion).build(input_kwargs(features)).state_dict()
-    assert not torch.equal(initial["head.1.weight"], head["head.1.weight"])
+    initial.update(
+        {
+            f"source_nets.{s}.{k}": v
+            for s in SOURCES
+            for k, v in starts[s]["state"].items()
+        }
+    )
+    moved = {k for k in head if not torch.equal(initial[k], head[k])}
+    assert moved and all(k.startswith("head.") for k in moved), moved
 
 
 def test_pretrained_models_must_fit(small_corpus, folds, single_source):
@@ -269,3 +280,49 @@ def test_late_fusion_learns_labels_carried_by_the_sources():
     scores = score(result.predictions)
     assert scores["r2_valence"] > 0.5, scores
     assert scores["r2_arousal"] > 0.5, scores
+
+
+def test_attention_weights_rank_the_sources_that_carry_each_label():
+    """Valence is the pitch of the vocals, arousal that of the drums; bass and other
+    carry nothing (tests/training/synthetic.py). Attention fusion trained from
+    scratch gives each label's carrying source the largest mean weight.
+
+    Measured with these settings over corpus/training seeds 0-2 (mean weight over
+    the out-of-fold tracks, drums/bass/other/vocals): valence 0.35-0.52 on vocals
+    (next best 0.26), arousal 0.37-0.52 on drums (next best 0.28); seed 1 below
+    gave valence 0.43 vs 0.25, arousal 0.46 vs 0.23.
+    """
+    from emomucs.pipelines.features.nodes import compute_log_mel
+    from tests.training.conftest import FEATURE_OPTIONS
+    from tests.training.synthetic import make_corpus
+
+    table, _, stems = make_corpus(n_tracks=48, seconds=2.0, seed=1)
+    features = compute_log_mel(stems, FEATURE_OPTIONS)
+    folds = assign_folds(table["musicId"], 3, 2, seed=0)
+    options = CVOptions(
+        TrainOptions(max_epochs=30, patience=10, batch_size=16, progress=False),
+        seed=1,
+        standardise=True,
+    )
+    result = run_nested_cv(
+        _emomucs("full", "attention"), features, table, folds, options
+    )
+    predictions = result.predictions
+    for dimension, carrier in (("valence", "vocals"), ("arousal", "drums")):
+        weights = predictions[[attention_column(dimension, s) for s in SOURCES]]
+        assert np.allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+        means = weights.mean().rename(lambda c: c.rsplit("_", 1)[1])
+        assert means.idxmax() == carrier, means.to_dict()
+    # The stored weights are what the tested checkpoints give.
+    ids = features["music_ids"].tolist()
+    for chosen in selected_models(result.models):
+        model = from_checkpoint(chosen.checkpoint)
+        standardiser = Standardiser.from_state(chosen.checkpoint["standardiser"])
+        part = predictions[predictions["outer_fold"] == chosen.outer]
+        x = standardiser(features["values"][[ids.index(i) for i in part["musicId"]]])
+        with torch.no_grad():
+            weights = model.attention_weights(x).numpy()
+        for d, dimension in enumerate(("valence", "arousal")):
+            for i, source in enumerate(SOURCES):
+                stored = part[attention_column(dimension, source)].to_numpy()
+                assert np.allclose(weights[:, d, i], stored, atol=1e-5)

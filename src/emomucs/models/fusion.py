@@ -80,9 +80,7 @@ class AttentionHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.readout = nn.Linear(embedding_size, n_outputs)
 
-    def embed_and_weigh(
-        self, fused: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_and_weigh(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings ``(batch, n_sources, embedding_size)`` and weights
         ``(batch, n_outputs, n_sources)``, each row summing to 1."""
         expected = self.n_sources * self.part_size
