@@ -40,8 +40,9 @@ class AttentionHead(nn.Module):
     embedding, so the weights need not say which source is used (on a corpus where
     one stem carries each label they came out near-uniform). A weighted mean of
     bounded predictions can only reach a large label by weighting the sources that
-    predict it, so the weights of a track are the share each source's prediction
-    has in the model's.
+    predict it, so a track's weights say how much each source's own prediction
+    counts in the model's (a source's effect is its weight times its prediction:
+    a weighted source that predicts near 0 moves the result little).
 
     Input: the concatenated source parts ``(batch, n_sources * part_size)``, as
     :meth:`EmoMucs.fuse` gives them, so the freeze shortcut trains this head alone.

@@ -157,6 +157,7 @@ def plot_attention_weights(
             color="0.75",
             edgecolor="0.3",
             capsize=4,
+            error_kw={"ecolor": "0.35", "elinewidth": 1},
         )
         for fold in folds:
             part = weights[cv_predictions["outer_fold"] == fold]
