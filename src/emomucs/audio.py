@@ -62,12 +62,36 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         data, sample_rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile raises several types for broken input
-        raise AudioError(f"{path.name}: cannot decode audio ({error})") from error
+        raise AudioError(
+            f"{path.name}: cannot decode audio ({_decode_problem(path, error)})"
+        ) from error
     if data.shape[0] == 0:
         raise AudioError(f"{path.name}: decoded to 0 samples")
     if not np.isfinite(data).all():
         raise AudioError(f"{path.name}: decoded samples contain NaN or infinity")
     return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def _decode_problem(path: Path, error: Exception) -> str:
+    """libsndfile's reason, unless it is its misleading "File does not exist".
+
+    libsndfile says a file "does not exist or is not a regular file" when it finds no
+    format it can open in a file that does exist (an mp3 holding only an ID3 tag, say).
+    """
+    message = str(error)
+    if "does not exist" not in message:
+        return message
+    head = path.read_bytes()[:10]
+    if head[:3] == b"ID3" and len(head) == 10:
+        size = 10 + sum(
+            (byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:])
+        )
+        if path.stat().st_size <= size + 128:  # room for an ID3v1 tag, not a frame
+            return (
+                f"the file holds only an ID3 tag ({path.stat().st_size} bytes), "
+                "no audio frames"
+            )
+    return "libsndfile finds no audio stream in it that it can decode"
 
 
 def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
@@ -79,6 +103,43 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
         audio, target_rate // divisor, source_rate // divisor, axis=-1
     )
     return resampled.astype(np.float32)
+
+
+_HALF_POWER = float(np.sqrt(0.5))
+BS775_STEREO_FROM_51 = np.array(
+    [
+        [1.0, 0.0, _HALF_POWER, 0.0, _HALF_POWER, 0.0],
+        [0.0, 1.0, _HALF_POWER, 0.0, 0.0, _HALF_POWER],
+    ],
+    dtype=np.float32,
+) / np.float32(1.0 + 2.0 * _HALF_POWER)
+"""5.1 (WAV/FLAC order L, R, C, LFE, Ls, Rs) to stereo, ITU-R BS.775: L + 0.707 C +
+0.707 Ls, R + 0.707 C + 0.707 Rs, LFE dropped; divided by 1 + 2 × 0.707 so a full-scale
+input cannot clip (as ffmpeg normalises its down-mix matrices)."""
+
+
+def describe_downmix(channels: int) -> str:
+    """What :func:`downmix_surround` does with ``channels`` channels, for log lines."""
+    if channels == 6:
+        return (
+            "read as 5.1 (WAV order L R C LFE Ls Rs) and down-mixed to stereo as "
+            "ITU-R BS.775 (C, Ls, Rs at -3 dB, LFE dropped)"
+        )
+    return "no standard layout for this count: averaged into stereo"
+
+
+def downmix_surround(audio: np.ndarray) -> np.ndarray:
+    """More than two channels to stereo.
+
+    Six channels are taken as 5.1 in the WAV/FLAC channel order (soundfile does not
+    expose the channel mask) and mixed with :data:`BS775_STEREO_FROM_51`; other counts
+    have no standard layout and are averaged into both channels.
+    """
+    if audio.shape[-2] == 6:
+        return np.einsum("oc,...cs->...os", BS775_STEREO_FROM_51, audio).astype(
+            np.float32
+        )
+    return np.repeat(set_channels(audio, 1), 2, axis=-2)
 
 
 def set_channels(audio: np.ndarray, channels: int) -> np.ndarray:

@@ -6,12 +6,14 @@ import logging
 
 import pandas as pd
 
+from emomucs.errors import DatasetInputError
+
 logger = logging.getLogger(__name__)
 
 REJECTION_COLUMNS = ["musicId", "stage", "reason"]
 
 
-class BadTrackError(ValueError):
+class BadTrackError(DatasetInputError):
     """A track failed a check and the policy says ``on_bad_track: fail``."""
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 from kedro.io import AbstractDataset, DatasetError
 
-from emomucs.audio import AUDIO_EXTENSIONS, load_audio
+from emomucs.audio import AUDIO_EXTENSIONS, AudioError, load_audio
 
 AudioLoader = Callable[[], tuple[np.ndarray, int]]
 
@@ -22,9 +22,13 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
     """Every audio file below a folder, keyed by its relative path without extension.
 
     Loading returns ``key -> loader`` where calling the loader decodes that file, so a
-    pipeline reads only the tracks it needs. Only files under ``path`` are ever listed,
-    which keeps a dataset's ``fileName`` column from reaching outside its root. A missing
-    folder loads as an empty dict: the consumer decides whether that is an error.
+    pipeline reads only the tracks it needs. Only entries under ``path`` are listed,
+    which keeps a dataset's ``fileName`` column from reaching outside its root, and a
+    symbolic link is followed only when its target lies inside the (resolved) root: the
+    loader of a link leading out of it, of a directory or of anything else that is not
+    a regular file raises :class:`~emomucs.audio.AudioError` saying so, without opening
+    it. A missing folder loads as an empty dict: the consumer decides whether that is
+    an error.
 
     Saving takes ``key -> (array (channels, samples), sample_rate)`` and writes
     ``<path>/<key>.wav`` (16-bit PCM) through a temporary file and a rename.
@@ -46,8 +50,9 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
         if not self._path.is_dir():
             return {}
         loaders: dict[str, AudioLoader] = {}
+        root = self._path.resolve()
         for file in sorted(self._path.rglob("*")):
-            if not file.is_file() or file.suffix.lower() not in self._extensions:
+            if file.suffix.lower() not in self._extensions:
                 continue
             key = file.relative_to(self._path).with_suffix("").as_posix()
             if key in loaders:
@@ -55,8 +60,30 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
                     f"{self._path}: two audio files share the key {key!r} "
                     "(same name, different extensions)"
                 )
-            loaders[key] = partial(load_audio, file)
+            problem = self._refusal(file, root)
+            loaders[key] = (
+                partial(load_audio, file)
+                if problem is None
+                else partial(_refuse, problem)
+            )
         return loaders
+
+    def _refusal(self, file: Path, root: Path) -> str | None:
+        """Why ``file`` must not be opened, or None for a regular file in the root."""
+        name = f"{self._path.name}/{file.relative_to(self._path).as_posix()}"
+        target = file.resolve()
+        if root != target and root not in target.parents:
+            return (
+                f"{name} is a symbolic link to {target}, outside {self._path.name}/: "
+                "refused (copy the file into the dataset instead)"
+            )
+        if target.is_dir():
+            return f"{name} is a directory, not an audio file"
+        if not target.is_file():
+            if file.is_symlink():
+                return f"{name} is a broken symbolic link (to {target})"
+            return f"{name} is not a regular file"
+        return None
 
     def file_for(self, key: str) -> Path | None:
         """The file behind ``key``, or None; for messages and provenance."""
@@ -94,3 +121,8 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "extensions": self._extensions}
+
+
+def _refuse(problem: str) -> tuple[np.ndarray, int]:
+    """The loader of an entry that must not be read: fails with why."""
+    raise AudioError(problem)

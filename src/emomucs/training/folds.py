@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from itertools import count
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
+
+from emomucs.errors import DatasetInputError
 
 TEST = -1
 """``inner_fold`` value of a track that is in the outer fold's test set."""
@@ -31,8 +34,57 @@ class Split:
     test: np.ndarray
 
 
+def smallest_parts(
+    n_tracks: int, outer_folds: int, inner_folds: int
+) -> tuple[int, int]:
+    """The fewest training tracks of any inner split and test tracks of any outer fold.
+
+    KFold gives the first ``n % k`` folds one track more, so the smallest training
+    part sits beside the largest test (or validation) fold.
+    """
+    outer_train = n_tracks - -(-n_tracks // outer_folds)
+    inner_train = outer_train - -(-outer_train // inner_folds)
+    return inner_train, n_tracks // outer_folds
+
+
+def check_fold_sizes(
+    n_tracks: int,
+    outer_folds: int,
+    inner_folds: int,
+    min_train_tracks: int = 1,
+    min_test_tracks: int = 1,
+) -> None:
+    """Refuse folds that leave too few tracks to train on or to score.
+
+    Raises:
+        DatasetInputError: The numbers: folds, tracks, what they leave, what is needed,
+            and how many tracks these folds would need.
+    """
+    train, test = smallest_parts(n_tracks, outer_folds, inner_folds)
+    if train >= min_train_tracks and test >= min_test_tracks:
+        return
+    needed = next(
+        n
+        for n in count(n_tracks + 1)
+        if smallest_parts(n, outer_folds, inner_folds)[0] >= min_train_tracks
+        and smallest_parts(n, outer_folds, inner_folds)[1] >= min_test_tracks
+    )
+    raise DatasetInputError(
+        f"{outer_folds} outer × {inner_folds} inner folds over {n_tracks} tracks "
+        f"leave {train} training track(s) per inner split (need at least "
+        f"cv.min_train_tracks = {min_train_tracks}) and {test} test track(s) per "
+        f"outer fold (need at least cv.min_test_tracks = {min_test_tracks}); these "
+        f"folds need at least {needed} tracks: use more tracks or fewer folds"
+    )
+
+
 def assign_folds(
-    music_ids: np.ndarray | list[int], outer_folds: int, inner_folds: int, seed: int
+    music_ids: np.ndarray | list[int],
+    outer_folds: int,
+    inner_folds: int,
+    seed: int,
+    min_train_tracks: int = 1,
+    min_test_tracks: int = 1,
 ) -> pd.DataFrame:
     """Nested KFold assignment, as the original: shuffled, one seed, no strata.
 
@@ -44,28 +96,34 @@ def assign_folds(
         outer_folds: Outer KFold splits (test folds).
         inner_folds: Inner KFold splits of each outer training part.
         seed: ``random_state`` of both KFolds (the original uses one for both).
+        min_train_tracks: Fewest training tracks an inner split may have.
+        min_test_tracks: Fewest test tracks an outer fold may have.
 
     Returns:
         The fold table (columns ``outer_fold``, ``musicId``, ``inner_fold``).
 
     Raises:
-        ValueError: Duplicate ids, or too few tracks for the requested folds.
+        ValueError: Duplicate ids.
+        DatasetInputError: Too few tracks for the requested folds and minimums.
     """
     ids = np.sort(np.asarray(music_ids, dtype=np.int64))
     duplicated = ids[1:][ids[1:] == ids[:-1]]
     if duplicated.size:
         raise ValueError(f"track {int(duplicated[0])}: musicId appears twice")
     if outer_folds < 2 or inner_folds < 2:
-        raise ValueError(
+        raise DatasetInputError(
             f"need at least 2 outer and 2 inner folds, got {outer_folds}×{inner_folds}"
         )
     # The smallest inner training part must still hold one track per inner fold.
     smallest_train = len(ids) - -(-len(ids) // outer_folds)
     if smallest_train < inner_folds:
-        raise ValueError(
+        raise DatasetInputError(
             f"{len(ids)} tracks are too few for {outer_folds} outer × "
             f"{inner_folds} inner folds"
         )
+    check_fold_sizes(
+        len(ids), outer_folds, inner_folds, min_train_tracks, min_test_tracks
+    )
     outer = KFold(n_splits=outer_folds, shuffle=True, random_state=seed)
     inner = KFold(n_splits=inner_folds, shuffle=True, random_state=seed)
     rows = []

@@ -9,7 +9,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emomucs.audio import AudioError, AudioSet, fix_length, resample, set_channels
+from emomucs.audio import (
+    AudioError,
+    AudioSet,
+    describe_downmix,
+    downmix_surround,
+    fix_length,
+    resample,
+    set_channels,
+)
+from emomucs.errors import DatasetInputError
 from emomucs.pipelines.ingestion.nodes import audio_key
 from emomucs.progress import progress
 from emomucs.rejections import Rejections
@@ -44,7 +53,7 @@ def _conform(
         "channels_changed": audio.shape[0] != channels,
     }
     if audio.shape[0] > 2 and channels != audio.shape[0]:
-        audio = set_channels(audio, 1)
+        audio = downmix_surround(audio)
     audio = set_channels(audio, channels)
     return resample(audio, rate, int(options["sample_rate"])), flags
 
@@ -106,6 +115,14 @@ def clip_choruses(
             )
             continue
         audio, flags = _conform(audio, source_rate, options)
+        if flags["source_channels"] > 2 and flags["channels_changed"]:
+            logger.warning(
+                "track %s: %d audio channels, %s; then to %s channel(s)",
+                music_id,
+                flags["source_channels"],
+                describe_downmix(flags["source_channels"]),
+                options["channels"],
+            )
         offset = choose_offset(music_id, audio.shape[-1], clip_samples, seed)
         clip = fix_length(audio[:, offset : offset + clip_samples], clip_samples)
         padding = max(0, clip_samples - (audio.shape[-1] - offset))
@@ -164,7 +181,7 @@ def finalise_tracks(
     """The tracks every later stage uses, and every rejection with its reason.
 
     Raises:
-        ValueError: Fewer than ``min_surviving_fraction`` of the metadata rows survived.
+        DatasetInputError: Fewer than ``min_surviving_fraction`` of the metadata rows survived.
     """
     tracks = candidates.merge(clip_table, on="musicId", how="inner", validate="1:1")
     rejected = pd.concat([ingestion_rejections, clip_rejections], ignore_index=True)
@@ -172,7 +189,7 @@ def finalise_tracks(
     minimum = float(options["min_surviving_fraction"])
     if fraction < minimum:
         reasons = rejected["reason"].value_counts().head(5).to_dict()
-        raise ValueError(
+        raise DatasetInputError(
             f"only {len(tracks)} of {len(metadata)} tracks survived ingestion and "
             f"clipping ({fraction:.0%} < min_surviving_fraction {minimum:.0%}); "
             f"most frequent reasons: {reasons}"

@@ -27,16 +27,23 @@ def assign_cv_folds(track_table: pd.DataFrame, options: dict[str, Any]) -> pd.Da
 
     Args:
         track_table: One row per track (``musicId``).
-        options: ``outer_folds``, ``inner_folds`` and ``seed``.
+        options: ``outer_folds``, ``inner_folds``, ``seed`` and the optional
+            ``min_train_tracks`` and ``min_test_tracks`` (default 1).
 
     Returns:
         Columns ``outer_fold``, ``musicId``, ``inner_fold`` (−1: test track).
+
+    Raises:
+        DatasetInputError: The corpus has too few tracks for these folds, before
+            any model trains.
     """
     return assign_folds(
         track_table["musicId"].to_numpy(),
         int(options["outer_folds"]),
         int(options["inner_folds"]),
         int(options["seed"]),
+        min_train_tracks=int(options.get("min_train_tracks", 1)),
+        min_test_tracks=int(options.get("min_test_tracks", 1)),
     )
 
 

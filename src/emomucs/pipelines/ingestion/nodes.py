@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from emomucs.audio import AUDIO_EXTENSIONS
+from emomucs.errors import DatasetInputError
 from emomucs.rejections import Rejections
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ def parse_chorus_time(text: object) -> float:
 
 def _require_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
     if frame.empty and len(frame.columns) == 0:
-        raise ValueError(f"{what} is empty: no header and no rows")
+        raise DatasetInputError(f"{what} is empty: no header and no rows")
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise ValueError(f"{what} lacks columns {missing}; found {list(frame.columns)}")
+        raise DatasetInputError(
+            f"{what} lacks columns {missing}; found {list(frame.columns)}"
+        )
 
 
 def _music_ids(frame: pd.DataFrame) -> pd.Series:
@@ -200,17 +203,18 @@ def attach_labels(
             rejections.add(music_id, "no static annotation")
             continue
         if counts[music_id] > 1:
-            rejections.add(music_id, f"{counts[music_id]} static annotation rows")
+            rejections.add(music_id, _duplicate_labels_reason(labels, music_id))
             continue
-        values = {}
-        for name, column in (("arousal", AROUSAL_COLUMN), ("valence", VALENCE_COLUMN)):
-            values[name] = pd.to_numeric(
-                pd.Series([by_id.at[music_id, column]]), errors="coerce"
-            ).iloc[0]
+        raw = {
+            "arousal": by_id.at[music_id, AROUSAL_COLUMN],
+            "valence": by_id.at[music_id, VALENCE_COLUMN],
+        }
+        values = {
+            name: pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+            for name, value in raw.items()
+        }
         bad = [
-            f"{name} is NaN"
-            if pd.isna(value)
-            else f"{name} {value:g} is outside [0, 1]"
+            _label_problem(name, raw[name], value)
             for name, value in values.items()
             if pd.isna(value) or not 0.0 <= value <= 1.0
         ]
@@ -224,6 +228,31 @@ def attach_labels(
     labelled["arousal"] = arousal
     labelled["valence"] = valence
     return labelled.reset_index(drop=True), rejections.to_frame()
+
+
+def _label_problem(name: str, raw: object, value: float) -> str:
+    """Why a label cannot be used: missing, not a number, or outside [0, 1]."""
+    if pd.isna(raw) or (isinstance(raw, str) and not raw.strip()):
+        return f"{name} is missing (NaN)"
+    if pd.isna(value):
+        return f"{name} {raw!r} is not a number"
+    return f"{name} {value:g} is outside [0, 1]"
+
+
+def _duplicate_labels_reason(labels: pd.DataFrame, music_id: int) -> str:
+    """Say whether a track's repeated annotation rows agree or conflict."""
+    rows = labels.loc[labels["musicId"] == music_id, [AROUSAL_COLUMN, VALENCE_COLUMN]]
+    differing = [
+        f"{column} {' vs '.join(str(v) for v in rows[column].tolist())}"
+        for column in rows.columns
+        if rows[column].astype(str).nunique() > 1
+    ]
+    if differing:
+        return (
+            f"{len(rows)} static annotation rows that conflict "
+            f"({'; '.join(differing)}): which one is right cannot be told"
+        )
+    return f"{len(rows)} identical static annotation rows (duplicated, not averaged)"
 
 
 def audio_key(file_name: str) -> str:

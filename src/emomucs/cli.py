@@ -1,0 +1,68 @@
+"""Project commands: ``kedro run`` as Kedro's, with input errors as one clear message.
+
+Kedro lets a project's ``cli.py`` override a built-in command. This ``run`` takes the
+same options as Kedro's and runs it unchanged; only when the run fails on the input
+(a :class:`~emomucs.errors.DatasetInputError`, a separator that cannot be loaded, or a
+dataset that cannot be read) does it print the message alone, ``Error: ...``, and exit
+with status 1 instead of a traceback. ``kedro run --verbose`` keeps the traceback.
+Any other exception (a bug) propagates with its traceback, as in Kedro.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+from kedro.io import DatasetError
+
+from emomucs.errors import DatasetInputError
+from emomucs.separation import SeparatorUnavailableError
+
+INPUT_ERRORS = (DatasetInputError, SeparatorUnavailableError)
+"""Failures whose message says what to fix in the data or the settings."""
+
+_LOAD_FAILED = "Failed while loading data from dataset"
+"""How Kedro's DatasetError starts when a dataset cannot be read."""
+
+
+def input_error(error: BaseException) -> BaseException | None:
+    """The input error in ``error``'s chain of causes, or None if there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, INPUT_ERRORS):
+            return current
+        if isinstance(current, DatasetError) and str(current).startswith(_LOAD_FAILED):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@click.group(name="emomucs")
+def cli() -> None:
+    """emomucs' project commands (they override Kedro's of the same name)."""
+
+
+@cli.command(
+    name="run",
+    params=[
+        *kedro_run.params,
+        click.Option(
+            ["--verbose", "-v"],
+            is_flag=True,
+            help="Show the traceback of an input error too.",
+        ),
+    ],
+    help=kedro_run.help,
+)
+def run(verbose: bool, **kwargs: Any) -> dict[str, Any]:
+    """Kedro's ``run``; an input error ends it with its message, not a traceback."""
+    try:
+        return kedro_run.callback(**kwargs)
+    except Exception as error:
+        cause = input_error(error)
+        if cause is None or verbose:
+            raise
+        raise click.ClickException(str(cause)) from None
