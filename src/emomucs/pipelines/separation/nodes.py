@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,7 +101,9 @@ def separate_sources(
         clips: ``(channels, samples)`` clips at any rate.
         oracle_clip_stems: Output of :func:`cut_oracle_stems`, used by ``oracle``.
         options: ``separation`` parameters: ``separator``, ``apply``,
-            ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress``.
+            ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress`` and
+            ``corpus_root`` (the dataset root, to warn when a local separator meets
+            a corpus other than the synthetic one).
 
     Returns:
         ``(4, 1, samples)`` mono stems at the output rate, with the separator identity
@@ -115,6 +118,7 @@ def separate_sources(
     if spec.kind == ORACLE:
         return _oracle_stems(clips, oracle_clip_stems)
     separator = load_separator(spec)
+    _warn_if_not_its_corpus(spec, separator.identity, options.get("corpus_root"))
     apply = ApplyOptions.from_options(options.get("apply"))
     logger.info(
         "separating %d clips with %s (%d Hz, %d channels)",
@@ -139,6 +143,26 @@ def separate_sources(
         "clips_sample_rate": str(clips.sample_rate),
     }
     return AudioSet(output_rate, stems, SOURCES, attrs)
+
+
+def _warn_if_not_its_corpus(
+    spec: SeparatorSpec, identity: str, corpus_root: str | None
+) -> None:
+    """Warn (once: this node runs once per run) when the compact separator, trained
+    on the synthetic multitracks, separates a corpus other than the synthetic one."""
+    if spec.kind != "local" or corpus_root is None:
+        return
+    if "synthetic" in Path(str(corpus_root)).parts:
+        return
+    logger.warning(
+        "separator %s is a local model; the one separator_training makes is trained "
+        "on synthetic multitracks and is not meant for real music, but the corpus is "
+        "%s. Its stems of real music will be poor: use separation.separator.kind: "
+        "pretrained, name: htdemucs (docs/data.md), unless this model was trained "
+        "on music like this corpus",
+        identity,
+        corpus_root,
+    )
 
 
 def _oracle_stems(clips: AudioSet, oracle: AudioSet) -> AudioSet:
