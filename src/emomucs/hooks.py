@@ -15,6 +15,11 @@ MLflow call in a node:
   outer fold, and its predictions, scores, training log, figures and models as
   artifacts. Children of one parent compare side by side in the MLflow UI.
 
+Each run is tagged with its process id and host (``run_pid``, ``run_host``); when a
+run starts, the runs of its experiment left RUNNING by a process of the same host that
+no longer exists (a ``kill -9``, an out-of-memory kill) are marked KILLED, with an
+``end_reason`` tag saying so.
+
 It only logs where kedro-mlflow has a run open, so it is silent when tracking is
 disabled. MLflow failures are logged as warnings and never stop training.
 Runners: sequential and thread runners (hooks run in this process).
@@ -25,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import subprocess
 import tempfile
 import threading
@@ -82,6 +89,10 @@ SHARED_PARAMETERS = ("cv", "training", "networks", "features", "separation")
 """Parameter blocks every variant depends on, logged in each child run too."""
 
 METRIC_SCOPES = ("mean", "sd", "pooled")
+
+RUN_PID, RUN_HOST = "run_pid", "run_host"
+"""Tags naming the process that holds a run open, so a later run can tell whether
+it is still alive."""
 
 
 def flatten(value: Any, prefix: str = "", sep: str = ".") -> dict[str, str]:
@@ -150,6 +161,17 @@ def _separator_of(data: Any) -> str | None:
             if isinstance(settings, Mapping):
                 return (settings.get("audio_attrs") or {}).get("separator")
     return None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _now_ms() -> int:
@@ -229,7 +251,9 @@ class MlflowVariantRunsHook:
             for name in pipeline.all_outputs()
             if name.endswith(suffix)
         }
+        self._close_dead_runs()
         identity = git_identity(self._project_path or Path.cwd())
+        identity.update({RUN_PID: str(os.getpid()), RUN_HOST: socket.gethostname()})
         if self._corpus_root is not None:
             identity["corpus"] = corpus_name(self._corpus_root)
             identity["corpus_root"] = self._corpus_root
@@ -270,6 +294,40 @@ class MlflowVariantRunsHook:
             log.warning(
                 "MLflow logging of %s failed: %s", args[0], error, exc_info=True
             )
+
+    def _close_dead_runs(self) -> None:
+        """Mark KILLED the runs of this experiment left RUNNING by a process of this
+        host that no longer exists (killed by SIGKILL, out of memory, power loss).
+
+        Runs of other hosts, of live processes and without the process tags are left
+        as they are: whether they still run cannot be told from here.
+        """
+        host = socket.gethostname()
+        try:
+            running = self._client.search_runs(
+                [self._experiment],
+                filter_string=(
+                    f"attributes.status = 'RUNNING' and tags.{RUN_HOST} = '{host}'"
+                ),
+                max_results=1000,
+            )
+            for run in running:
+                pid = run.data.tags.get(RUN_PID, "")
+                if run.info.run_id == self._parent or not pid.isdigit():
+                    continue
+                if _process_alive(int(pid)):
+                    continue
+                reason = (
+                    f"process {pid} on {host} ended without closing this run "
+                    f"(killed?); marked KILLED by run {self._parent}"
+                )
+                self._client.set_tag(run.info.run_id, "end_reason", reason)
+                self._client.set_terminated(
+                    run.info.run_id, RunStatus.to_string(RunStatus.KILLED)
+                )
+                log.warning("MLflow run %s: %s", run.info.run_id, reason)
+        except Exception as error:  # tidying must never stop a run
+            log.warning("MLflow: could not check for dead runs: %s", error)
 
     def _tag_parent(self, tags: Mapping[str, str]) -> None:
         fresh = {k: str(v) for k, v in tags.items() if self._identity.get(k) != str(v)}
