@@ -93,7 +93,9 @@ def test_oracle_stems_sum_to_the_mix(corpus, tmp_path):
 
 
 def test_oracle_without_true_stems_fails_clearly(corpus, tmp_path):
-    with pytest.raises(ValueError, match="no true stems"):
+    from emomucs.errors import DatasetInputError
+
+    with pytest.raises(DatasetInputError, match="no true stems"):
         _run_separation(corpus, _options(tmp_path, kind="oracle"), oracle_stems={})
 
 

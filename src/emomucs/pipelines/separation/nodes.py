@@ -13,6 +13,7 @@ import pandas as pd
 
 from emomucs import SOURCES
 from emomucs.audio import AudioSet, fix_length, resample, set_channels
+from emomucs.errors import DatasetInputError
 from emomucs.separation import (
     ApplyOptions,
     SeparatorSpec,
@@ -68,7 +69,7 @@ def cut_oracle_stems(
             continue
         if not all(present):
             missing = [s for s, p in zip(SOURCES, present, strict=True) if not p]
-            raise ValueError(
+            raise DatasetInputError(
                 f"track {music_id}: oracle stems lack {', '.join(missing)}"
             )
         if music_id not in offsets.index:
@@ -167,13 +168,13 @@ def _warn_if_not_its_corpus(
 
 def _oracle_stems(clips: AudioSet, oracle: AudioSet) -> AudioSet:
     if not oracle.audio:
-        raise ValueError(
+        raise DatasetInputError(
             "separator kind oracle: this corpus has no true stems (expected "
             "<dataset_root>/stems/<musicId>/<source>.wav); use kind local or pretrained"
         )
     missing = [music_id for music_id in clips.music_ids if music_id not in oracle.audio]
     if missing:
-        raise ValueError(
+        raise DatasetInputError(
             f"tracks {missing[:10]}: no oracle stems under <dataset_root>/stems "
             f"({len(missing)} of {len(clips)} clips); use kind local or pretrained"
         )
