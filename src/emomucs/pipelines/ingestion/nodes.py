@@ -265,8 +265,10 @@ def locate_audio(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep tracks whose ``fileName`` is present in ``chorus/``.
 
-    ``choruses`` lists only files inside the dataset's chorus folder, so no ``fileName``
-    can reach outside it; decoding happens later, in clipping.
+    ``choruses`` lists only entries inside the dataset's chorus folder, so no
+    ``fileName`` can reach outside it; decoding happens later, in clipping, where an
+    entry that is a link out of the folder, a directory or a broken link is rejected
+    with what it is.
     """
     rejections = Rejections("ingestion", options.get("on_bad_track", "skip"))
     present = tracks["fileName"].map(lambda name: audio_key(name) in choruses)
