@@ -135,6 +135,7 @@ def test_tiny_late_fusion_run_end_to_end():
         **params["training"],
         "max_epochs": 2,
         "patience": 1,
+        "repeats": 2,
         "cache_dir": None,
         "progress": False,
     }
@@ -149,9 +150,12 @@ def test_tiny_late_fusion_run_end_to_end():
     folds = catalog.load("cv_folds")
     assert folds["outer_fold"].nunique() == params["cv"]["outer_folds"]
     predictions = catalog.load("emomucs_late.c2d_freeze.cv_predictions")
-    assert sorted(predictions["musicId"]) == sorted(table["musicId"])
+    # One row per repeat and track; freeze started from each repeat's own models.
+    assert sorted(predictions["musicId"]) == sorted(table["musicId"].tolist() * 2)
+    assert sorted(predictions["repeat"].unique()) == [0, 1]
     metrics = catalog.load("emomucs_late.c1d_full.cv_metrics")
-    assert list(metrics["scope"]) == ["fold"] * 3 + ["mean", "sd", "pooled"]
+    assert list(metrics["scope"]) == ["fold"] * 6 + ["mean", "sd", "pooled"]
+    assert catalog.load("emomucs_late.c1d_full.cv_summary")["n_tracks"] == 12
     results = catalog.load("results_table")
     assert len(results) == len(variant_namespaces(pipe)) == 14
     markdown = catalog.load("results_markdown")
