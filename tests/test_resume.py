@@ -146,6 +146,7 @@ def cv_inputs(folder: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
 
 EXPERIMENT = {"model": "C1D", "sources": ["vocals"]}
 TRAINING = {
+    "repeats": 1,
     "max_epochs": 2,
     "patience": 1,
     "batch_size": 8,
@@ -299,9 +300,9 @@ def test_killed_nested_cv_resumes_without_retraining_finished_splits(tmp_path):
     assert len(trained) == 4 and "outer fold 1, inner split 1" in trained[-1]
     finished = sorted(cache.rglob("*.pt"))
     assert [f.name.split("-")[0] for f in finished] == [
-        "outer0_inner0",
-        "outer0_inner1",
-        "outer1_inner0",
+        "repeat0_outer0_inner0",
+        "repeat0_outer0_inner1",
+        "repeat0_outer1_inner0",
     ]
     partial = [f for f in cache.rglob("*") if f.is_file() and f.suffix != ".pt"]
     assert len(partial) == 1 and partial[0].stat().st_size > 0

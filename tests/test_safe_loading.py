@@ -67,12 +67,12 @@ def test_torch_dataset_refuses_a_pickled_object(tmp_path):
 
 def test_training_cache_ignores_a_planted_entry_and_runs_none_of_it(tmp_path):
     cache = SplitCache(tmp_path, "C1D vocals")
-    cache.save(0, 1, "k" * 64, {"best_loss": 0.5, "state": torch.ones(2)})
+    cache.save(0, 0, 1, "k" * 64, {"best_loss": 0.5, "state": torch.ones(2)})
     (entry,) = tmp_path.rglob("*.pt")
-    assert cache.load(0, 1, "k" * 64)["best_loss"] == 0.5
+    assert cache.load(0, 0, 1, "k" * 64)["best_loss"] == 0.5
     marker = tmp_path / "ran"
     _plant_torch(entry, marker)
-    assert cache.load(0, 1, "k" * 64) is None  # retrained, never unpickled
+    assert cache.load(0, 0, 1, "k" * 64) is None  # retrained, never unpickled
     assert not marker.exists()
 
 

@@ -433,28 +433,43 @@ class MlflowVariantRunsHook:
 
     def _log_fold_metrics(self, run_id: str, table: pd.DataFrame) -> None:
         folds = table[table["scope"] == "fold"]
+        if "repeat" not in folds.columns:
+            folds = folds.assign(repeat=0)
         columns = [
-            c for c in folds.columns if c not in ("scope", "outer_fold", "n_tracks")
+            c
+            for c in folds.columns
+            if c not in ("scope", "repeat", "outer_fold", "n_tracks")
         ]
         stamp = _now_ms()
+        # Stepped by outer fold; repeats after the first get their own metric names.
         metrics = [
-            Metric(f"{column}_fold", float(row[column]), stamp, int(row["outer_fold"]))
+            Metric(
+                f"{column}_fold"
+                + (f"_repeat{int(row['repeat'])}" if row["repeat"] else ""),
+                float(row[column]),
+                stamp,
+                int(row["outer_fold"]),
+            )
             for _, row in folds.iterrows()
             for column in columns
         ]
         self._log_metrics(run_id, metrics)
 
     def _log_losses(self, run_id: str, training_log: pd.DataFrame) -> None:
-        """Loss per epoch of the inner split tested on each outer fold."""
+        """Loss per epoch of the inner split tested on each outer fold (repeats
+        after the first under their own names)."""
         selected = training_log[training_log["selected"].astype(bool)]
+        if "repeat" not in selected.columns:
+            selected = selected.assign(repeat=0)
         stamp = _now_ms()
         metrics = []
-        for outer, split in selected.groupby("outer_fold"):
+        for (repeat, outer), split in selected.groupby(["repeat", "outer_fold"]):
+            suffix = f"_repeat{int(repeat)}" if repeat else ""
             for _, row in split.iterrows():
                 for loss in ("train_loss", "val_loss"):
                     metrics.append(
                         Metric(
-                            f"{loss}_outer{int(outer)}",
+                            f"{loss}_outer{int(outer)}{suffix}",
                             float(row[loss]),
                             stamp,
                             int(row["epoch"]),
@@ -462,7 +477,7 @@ class MlflowVariantRunsHook:
                     )
             metrics.append(
                 Metric(
-                    "best_epoch_fold",
+                    f"best_epoch_fold{suffix}",
                     float(split["best_epoch"].iloc[0]),
                     stamp,
                     int(outer),

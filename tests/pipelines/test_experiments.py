@@ -138,6 +138,7 @@ def test_tiny_emomucs_run_end_to_end(fusion):
         **params["training"],
         "max_epochs": 2,
         "patience": 1,
+        "repeats": 2,
         "cache_dir": None,
         "progress": False,
     }
@@ -153,7 +154,9 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     assert folds["outer_fold"].nunique() == params["cv"]["outer_folds"]
     group = f"emomucs_{fusion}"
     predictions = catalog.load(f"{group}.c2d_freeze.cv_predictions")
-    assert sorted(predictions["musicId"]) == sorted(table["musicId"])
+    # One row per repeat and track; freeze started from each repeat's own models.
+    assert sorted(predictions["musicId"]) == sorted(table["musicId"].tolist() * 2)
+    assert sorted(predictions["repeat"].unique()) == [0, 1]
     weights = [c for c in predictions if c.startswith("attention_")]
     if fusion == "attention":
         assert weights == [
@@ -165,7 +168,8 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     else:
         assert not weights
     metrics = catalog.load(f"{group}.c1d_full.cv_metrics")
-    assert list(metrics["scope"]) == ["fold"] * 3 + ["mean", "sd", "pooled"]
+    assert list(metrics["scope"]) == ["fold"] * 6 + ["mean", "sd", "pooled"]
+    assert catalog.load(f"{group}.c1d_full.cv_summary")["n_tracks"] == 12
     results = catalog.load("results_table")
     assert len(results) == len(variant_namespaces(pipe)) == 14
     markdown = catalog.load("results_markdown")

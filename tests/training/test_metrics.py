@@ -40,3 +40,40 @@ def test_fold_summary_mean_sd_and_pooled():
         np.sqrt(mean_squared_error(frame["arousal"], frame["arousal_pred"])),
     )
     assert table.loc["pooled", "n_tracks"] == 30
+    assert (table.loc["fold", "repeat"] == 0).all()
+
+
+def test_fold_summary_over_repeats():
+    """Rows per (repeat, outer fold); mean and sd over them; pooled per repeat,
+    averaged over repeats."""
+    rng = np.random.default_rng(2)
+    parts = []
+    for repeat in (0, 1):
+        part = pd.DataFrame(
+            {
+                "musicId": range(20),
+                "repeat": repeat,
+                "outer_fold": np.repeat([0, 1], 10),
+                "valence": rng.uniform(-1, 1, 20),
+                "arousal": rng.uniform(-1, 1, 20),
+            }
+        )
+        part["valence_pred"] = part["valence"] + rng.normal(0, 0.2 + repeat, 20)
+        part["arousal_pred"] = part["arousal"] * 0.5
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    table = summarise_folds(frame)
+    folds = table[table["scope"] == "fold"]
+    assert list(zip(folds["repeat"], folds["outer_fold"])) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
+    assert (folds["n_tracks"] == 10).all()
+    summary = table.set_index("scope")
+    assert np.isclose(summary.loc["mean", "r2_valence"], folds["r2_valence"].mean())
+    assert np.isclose(summary.loc["sd", "r2_valence"], folds["r2_valence"].std(ddof=1))
+    pooled = [r2_score(p["valence"], p["valence_pred"]) for p in parts]
+    assert np.isclose(summary.loc["pooled", "r2_valence"], np.mean(pooled))
+    assert summary.loc["pooled", "n_tracks"] == 20

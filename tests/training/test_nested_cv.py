@@ -20,6 +20,7 @@ from emomucs.training import (
 )
 from emomucs.training.data import input_kwargs
 from emomucs.training.folds import TEST
+from emomucs.training.nested_cv import split_checkpoints
 
 QUICK = CVOptions(TrainOptions(max_epochs=2, patience=1, progress=False), seed=0)
 
@@ -68,12 +69,13 @@ def test_every_variant_is_tested_on_the_same_folds(small_corpus, folds):
         assert predictions["outer_fold"].to_dict() == expected.to_dict()
         labels = table.set_index("musicId").loc[predictions.index]
         assert np.allclose(predictions["valence"], labels["valence"])
-        for k, losses in result.models["val_loss"].items():
-            assert len(result.models["models"][k]) == 2
-            assert result.models["selected"][k] == min(losses, key=losses.get)
+        assert set(predictions["repeat"]) == {0}
+        for k, losses in result.models["val_loss"][0].items():
+            assert len(result.models["models"][0][k]) == 2
+            assert result.models["selected"][0][k] == min(losses, key=losses.get)
             assert set(
                 predictions.loc[predictions["outer_fold"] == k, "inner_split"]
-            ) == {result.models["selected"][k]}
+            ) == {result.models["selected"][0][k]}
     assert results[0].models["folds"] == results[1].models["folds"]
 
 
@@ -83,7 +85,7 @@ def test_predictions_come_from_the_saved_checkpoints(small_corpus, folds):
     listed = selected_models(result.models)
     assert [(m.repeat, m.outer) for m in listed] == [(0, k) for k in range(3)]
     for chosen in listed:
-        assert chosen.inner == result.models["selected"][chosen.outer]
+        assert chosen.inner == result.models["selected"][0][chosen.outer]
         model = from_checkpoint(chosen.checkpoint)
         part = result.predictions[result.predictions["outer_fold"] == chosen.outer]
         rows = [features["music_ids"].tolist().index(i) for i in part["musicId"]]
@@ -106,16 +108,17 @@ def test_freeze_keeps_the_single_source_weights_of_the_same_split(
     for k in range(3):
         for j in range(2):
             for source in SOURCES:
-                start = single_source[source]["models"][k][j]["state"]
+                start = single_source[source]["models"][0][k][j]["state"]
                 prefix = f"source_nets.{source}."
                 for name, value in start.items():
                     assert torch.equal(
-                        frozen["models"][k][j]["state"][prefix + name], value
+                        frozen["models"][0][k][j]["state"][prefix + name], value
                     )
             weight = "source_nets.vocals.feature_net.0.weight"
-            start = single_source["vocals"]["models"][k][j]["state"]
+            start = single_source["vocals"]["models"][0][k][j]["state"]
             assert not torch.equal(
-                tuned["models"][k][j]["state"][weight], start[weight.split(".", 2)[2]]
+                tuned["models"][0][k][j]["state"][weight],
+                start[weight.split(".", 2)[2]],
             )
 
 
@@ -135,7 +138,7 @@ def test_frozen_sources_computed_once_train_the_head_as_the_whole_model_would(
 
     train, validation = part(split.train), part(split.validation)
     options = TrainOptions(max_epochs=4, patience=4, batch_size=3, progress=False)
-    starts = {s: single_source[s]["models"][0][0] for s in SOURCES}
+    starts = {s: split_checkpoints(single_source[s])[0, 0, 0] for s in SOURCES}
     trained = []
     for shortcut in (False, True):
         torch.manual_seed(0)
@@ -192,6 +195,65 @@ def test_pretrained_models_must_fit(small_corpus, folds, single_source):
         )
 
 
+def test_repeats_train_every_split_again_with_their_own_seeds(
+    small_corpus, folds, single_source
+):
+    table, features = small_corpus
+    spec = _spec(model="C1D", sources=["vocals"])
+    once = run_nested_cv(spec, features, table, folds, QUICK)
+    twice_options = CVOptions(QUICK.train, seed=QUICK.seed, repeats=2)
+    twice = run_nested_cv(spec, features, table, folds, twice_options)
+    predictions = twice.predictions
+    assert len(predictions) == 2 * len(table)
+    assert predictions["repeat"].dtype.kind == "i"
+    for r in (0, 1):
+        part = predictions[predictions["repeat"] == r]
+        assert sorted(part["musicId"]) == sorted(table["musicId"])
+    # Repeat 0 is the run without repeats, bit for bit; repeat 1 is another model.
+    first = predictions[predictions["repeat"] == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, once.predictions)
+    second = predictions[predictions["repeat"] == 1].set_index("musicId")
+    first = first.set_index("musicId").loc[second.index]
+    assert not np.allclose(first["valence_pred"], second["valence_pred"])
+    assert sorted(twice.log["repeat"].unique()) == [0, 1]
+    listed = selected_models(twice.models)
+    assert [(m.repeat, m.outer) for m in listed] == [
+        (r, k) for r in (0, 1) for k in range(3)
+    ]
+    assert len(split_checkpoints(twice.models)) == 2 * 3 * 2
+    # Finetune/freeze need single-source models of every repeat they run.
+    with pytest.raises(
+        ValueError, match=r"outer fold 0, inner split 0, repeat 1.*single-source"
+    ):
+        run_nested_cv(
+            _emomucs("freeze"),
+            features,
+            table,
+            folds,
+            twice_options,
+            pretrained=single_source,
+        )
+
+
+def test_models_without_a_repeat_level_read_as_repeat_zero(small_corpus, folds):
+    """cv_models written before repeats existed still list their models."""
+    table, features = small_corpus
+    result = run_nested_cv(
+        _spec(model="C2D", sources=["drums"]), features, table, folds, QUICK
+    )
+    models = result.models
+    old = {
+        **{k: v for k, v in models.items() if k != "repeats"},
+        "selected": models["selected"][0],
+        "val_loss": models["val_loss"][0],
+        "models": models["models"][0],
+    }
+    assert [(m.repeat, m.outer, m.inner) for m in selected_models(old)] == [
+        (m.repeat, m.outer, m.inner) for m in selected_models(models)
+    ]
+    assert split_checkpoints(old).keys() == split_checkpoints(models).keys()
+
+
 def test_nan_loss_names_the_variant_and_the_split(small_corpus, folds):
     table, features = small_corpus
     broken = {**features, "values": features["values"].clone()}
@@ -212,7 +274,8 @@ def test_standardiser_is_fitted_on_the_training_part_only(small_corpus, folds):
     split = nested_cv.iter_splits(folds)[0]
     ids = features["music_ids"].tolist()
     train = features["values"][[ids.index(i) for i in split.train]][:, [0]]
-    stats = result.models["models"][split.outer][split.inner]["standardiser"]
+    stats = split_checkpoints(result.models)[0, split.outer, split.inner]
+    stats = stats["standardiser"]
     assert torch.allclose(stats["mean"], train.mean(dim=(0, 3), keepdim=True)[0])
     assert stats["mean"].shape == (1, 40, 1)
 
@@ -234,6 +297,7 @@ def test_a_killed_run_resumes_from_finished_splits(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(nested_cv, "train_model", counting)
+    assert files[0].name.startswith("repeat0_outer0_inner0-")
     files[2].unlink()  # as if killed before this split finished
     again = run_nested_cv(spec, features, table, folds, options)
     assert len(calls) == 1

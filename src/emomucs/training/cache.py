@@ -1,9 +1,9 @@
 """A per-split cache so a killed nested-CV run resumes where it stopped.
 
-Each finished (outer, inner) training is written to
-``<directory>/<variant>/outer<k>_inner<j>-<key>.pt``, where the key hashes every
-input that could change the result (settings, fold membership, data, starting
-weights). A file is written under a temporary name and renamed, so a run killed
+Each finished (repeat, outer, inner) training is written to
+``<directory>/<variant>/repeat<r>_outer<k>_inner<j>-<key>.pt``, where the key hashes
+every input that could change the result (settings, fold membership, data, starting
+weights, the repeat). A file is written under a temporary name and renamed, so a run killed
 mid-write leaves no half file; a file that fails to load is ignored and retrained.
 This is the one place training touches the disk outside the catalog: the cache is
 a convenience, and deleting it only costs time.
@@ -62,14 +62,18 @@ class SplitCache:
     def __init__(self, directory: str | Path | None, variant: str) -> None:
         self.directory = Path(directory) / slug(variant) if directory else None
 
-    def _path(self, outer: int, inner: int, key: str) -> Path:
-        return self.directory / f"outer{outer}_inner{inner}-{key[:20]}.pt"
+    def _path(self, repeat: int, outer: int, inner: int, key: str) -> Path:
+        return (
+            self.directory / f"repeat{repeat}_outer{outer}_inner{inner}-{key[:20]}.pt"
+        )
 
-    def load(self, outer: int, inner: int, key: str) -> dict[str, Any] | None:
+    def load(
+        self, repeat: int, outer: int, inner: int, key: str
+    ) -> dict[str, Any] | None:
         """The cached entry, or None when absent or unreadable."""
         if self.directory is None:
             return None
-        path = self._path(outer, inner, key)
+        path = self._path(repeat, outer, inner, key)
         if not path.is_file():
             return None
         try:
@@ -78,12 +82,14 @@ class SplitCache:
             log.warning("ignoring unreadable cache file %s (%s)", path, error)
             return None
 
-    def save(self, outer: int, inner: int, key: str, entry: dict[str, Any]) -> None:
+    def save(
+        self, repeat: int, outer: int, inner: int, key: str, entry: dict[str, Any]
+    ) -> None:
         """Write ``entry`` atomically (temporary file, then rename)."""
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(outer, inner, key)
+        path = self._path(repeat, outer, inner, key)
         handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
         try:
             with os.fdopen(handle, "wb") as stream:

@@ -53,27 +53,36 @@ def score(predictions: pd.DataFrame) -> dict[str, float]:
 
 
 def summarise_folds(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per-outer-fold scores, their mean and sample sd, and the pooled scores.
+    """Per-(repeat, outer fold) scores, their mean and sample sd, and the pooled
+    scores.
 
-    Pooled scores treat the out-of-fold predictions of all outer folds as one set;
-    they differ from the mean of per-fold scores (R² especially), so both are kept.
+    Pooled scores treat the out-of-fold predictions of all outer folds of a repeat
+    as one set, averaged over repeats; they differ from the mean of per-fold scores
+    (R² especially), so both are kept. Predictions without a ``repeat`` column are
+    one repeat, 0.
 
     Returns:
-        Rows ``fold`` (one per outer fold), ``mean``, ``sd`` (ddof 1) and
-        ``pooled``; columns ``scope``, ``outer_fold`` (−1 for the summaries),
-        ``n_tracks`` and the metric columns.
+        Rows ``fold`` (one per repeat and outer fold), ``mean``, ``sd`` (ddof 1,
+        over the ``fold`` rows) and ``pooled``; columns ``scope``, ``repeat`` and
+        ``outer_fold`` (−1 for the summaries), ``n_tracks`` and the metric columns.
     """
+    if "repeat" not in predictions.columns:
+        predictions = predictions.assign(repeat=0)
     rows = []
-    for k, part in predictions.groupby("outer_fold", sort=True):
-        rows.append({"scope": "fold", "outer_fold": int(k), "n_tracks": len(part)})
-        rows[-1].update(score(part))
+    for (r, k), part in predictions.groupby(["repeat", "outer_fold"], sort=True):
+        rows.append(
+            {"scope": "fold", "repeat": int(r), "outer_fold": int(k)}
+            | {"n_tracks": len(part)}
+            | score(part)
+        )
     per_fold = pd.DataFrame(rows)
-    n_total = len(predictions)
+    by_repeat = [score(part) for _, part in predictions.groupby("repeat", sort=True)]
+    n_total = len(predictions) // len(by_repeat)
     summary = [
         {"scope": "mean", **per_fold[METRIC_COLUMNS].mean().to_dict()},
         {"scope": "sd", **per_fold[METRIC_COLUMNS].std(ddof=1).to_dict()},
-        {"scope": "pooled", **score(predictions)},
+        {"scope": "pooled", **pd.DataFrame(by_repeat).mean().to_dict()},
     ]
-    summary = pd.DataFrame(summary).assign(outer_fold=-1, n_tracks=n_total)
+    summary = pd.DataFrame(summary).assign(repeat=-1, outer_fold=-1, n_tracks=n_total)
     table = pd.concat([per_fold, summary], ignore_index=True)
-    return table[["scope", "outer_fold", "n_tracks", *METRIC_COLUMNS]]
+    return table[["scope", "repeat", "outer_fold", "n_tracks", *METRIC_COLUMNS]]

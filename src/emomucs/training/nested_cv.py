@@ -45,6 +45,9 @@ class CVOptions:
     Attributes:
         train: Optimiser and early-stopping settings.
         seed: Seeds weight initialisation and batch order of every split.
+        repeats: How many times every split is trained, each time with its own
+            seeds (repeat 0 uses the seeds a single run always used), so results
+            come with a spread over seeds on the same folds.
         standardise: Scale inputs per source and channel with statistics of the
             split's training part (the original does not).
         cache_dir: Where finished splits are kept so a killed run resumes; None
@@ -54,9 +57,14 @@ class CVOptions:
 
     train: TrainOptions
     seed: int = 0
+    repeats: int = 1
     standardise: bool = False
     cache_dir: str | None = None
     num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.repeats) < 1:
+            raise ValueError(f"training.repeats must be at least 1, got {self.repeats}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> CVOptions:
@@ -73,15 +81,17 @@ class CVResult:
     """What one variant's nested CV produced.
 
     Attributes:
-        models: ``{"experiment", "label", "folds", "inputs", "selected",
-            "val_loss", "models"}`` (``inputs``: see
-            :func:`~emomucs.training.data.describe_inputs`); ``models[outer][inner]`` is a checkpoint
+        models: ``{"experiment", "label", "folds", "inputs", "repeats",
+            "selected", "val_loss", "models"}`` (``inputs``: see
+            :func:`~emomucs.training.data.describe_inputs`);
+            ``models[repeat][outer][inner]`` is a checkpoint
             (:func:`emomucs.models.to_checkpoint` plus ``standardiser``) and
-            ``selected[outer]`` the inner split tested on the outer fold.
-        predictions: Out-of-fold predictions, one row per track; attention fusion
-            adds each track's weights
+            ``selected[repeat][outer]`` the inner split tested on the outer fold.
+            Read it through :func:`selected_models` and :func:`split_checkpoints`.
+        predictions: Out-of-fold predictions, one row per repeat and track
+            (column ``repeat``); attention fusion adds each track's weights
             (:func:`~emomucs.training.metrics.attention_column`).
-        log: Losses per epoch of every split.
+        log: Losses per epoch of every split and repeat.
     """
 
     models: dict[str, Any]
@@ -106,21 +116,47 @@ class SelectedModel:
     checkpoint: dict[str, Any]
 
 
-def selected_models(cv_models: dict[str, Any]) -> list[SelectedModel]:
-    """The model each outer fold was tested with, for every repeat.
+def _by_repeat(cv_models: dict[str, Any], key: str) -> dict[int, Any]:
+    """``cv_models[key]`` keyed by repeat; artifacts written before repeats existed
+    (no ``"repeats"`` entry) hold one repeat, 0."""
+    if "repeats" not in cv_models:
+        return {0: cv_models[key]}
+    return cv_models[key]
 
-    The one place that reads the layout of ``cv_models`` for its tested models:
-    code that scores or explains stored models goes through it.
+
+def selected_models(cv_models: dict[str, Any]) -> list[SelectedModel]:
+    """The model each outer fold was tested with, for every repeat, ordered by
+    (repeat, outer fold).
+
+    With :func:`split_checkpoints`, the one place that reads the layout of
+    ``cv_models``: code that scores or explains stored models goes through it.
     """
+    models = _by_repeat(cv_models, "models")
     return [
-        SelectedModel(0, int(outer), int(inner), cv_models["models"][outer][inner])
-        for outer, inner in sorted(cv_models["selected"].items())
+        SelectedModel(int(r), int(outer), int(inner), models[r][outer][inner])
+        for r, chosen in sorted(_by_repeat(cv_models, "selected").items())
+        for outer, inner in sorted(chosen.items())
     ]
 
 
-def split_seed(seed: int, outer: int, inner: int) -> int:
-    """An independent seed per split, the same for every variant."""
-    return int(np.random.SeedSequence([seed, outer, inner]).generate_state(1)[0])
+def split_checkpoints(cv_models: dict[str, Any]) -> dict[tuple[int, int, int], Any]:
+    """Every trained split's checkpoint, keyed by (repeat, outer fold, inner split)."""
+    return {
+        (int(r), int(k), int(j)): checkpoint
+        for r, by_outer in _by_repeat(cv_models, "models").items()
+        for k, by_inner in by_outer.items()
+        for j, checkpoint in by_inner.items()
+    }
+
+
+def split_seed(seed: int, outer: int, inner: int, repeat: int = 0) -> int:
+    """An independent seed per split and repeat, the same for every variant.
+
+    Repeat 0 gives the seed a split had before repeats existed, so its results
+    (and cached splits) stay comparable.
+    """
+    entropy = [seed, outer, inner] + ([repeat] if repeat else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _check_inputs(
@@ -193,26 +229,49 @@ class _Data:
         return (x if self.spec.model == "EmoMucs" else x[:, 0]), self.labels[rows]
 
 
-def _train_split(
-    data: _Data,
-    split: Split,
-    shape: dict[str, int],
-    options: CVOptions,
-    starts: dict[str, dict[str, Any]],
-    where: str,
-) -> dict[str, Any]:
-    """Train one inner split; return its cache entry (checkpoint and losses)."""
-    spec = data.spec
+@dataclass(frozen=True)
+class SplitJob:
+    """One model to train: an inner split of an outer fold, in one repeat.
+
+    Attributes:
+        repeat: Repeat index (its seeds: :func:`split_seed`).
+        split: The tracks it trains, validates and is tested on.
+        starts: For finetune/freeze, source -> the single-source checkpoint of the
+            same repeat, outer fold and inner split; empty otherwise.
+        key: Cache key: everything that changes the result.
+        where: Names the job in logs and errors.
+    """
+
+    repeat: int
+    split: Split
+    starts: dict[str, dict[str, Any]]
+    key: str
+    where: str
+
+
+def _standardiser(data: _Data, split: Split, options: CVOptions) -> Standardiser:
+    """Fitted on the split's training part, or the identity."""
     if options.standardise:
         train_rows = [data.row_of[int(i)] for i in split.train]
-        standardiser = Standardiser.fit(data.inputs[train_rows])
-    else:
-        standardiser = Standardiser.identity(data.inputs)
-    seed = split_seed(options.seed, split.outer, split.inner)
+        return Standardiser.fit(data.inputs[train_rows])
+    return Standardiser.identity(data.inputs)
+
+
+def _train_split(
+    data: _Data,
+    job: SplitJob,
+    shape: dict[str, int],
+    options: CVOptions,
+) -> dict[str, Any]:
+    """Train one inner split of one repeat; return its cache entry (checkpoint and
+    losses)."""
+    spec, split, where = data.spec, job.split, job.where
+    standardiser = _standardiser(data, split, options)
+    seed = split_seed(options.seed, split.outer, split.inner, job.repeat)
     torch.manual_seed(seed)
     model = spec.build(shape)
-    if starts:
-        model.load_source_states(starts)
+    if job.starts:
+        model.load_source_states(job.starts)
     train = data.take(split.train, standardiser)
     validation = data.take(split.validation, standardiser)
     generator = torch.Generator().manual_seed(seed)
@@ -325,44 +384,74 @@ def run_nested_cv(
     )
     # Everything that changes a split's result, except the split and its start.
     settings = {**options.train.__dict__, **options.__dict__}
-    for key in ("train", "progress", "cache_dir", "num_threads", "device"):
+    # repeats: each repeat is its own set of jobs (with its own key)
+    for key in ("train", "progress", "cache_dir", "num_threads", "device", "repeats"):
         settings.pop(key)
     data_key = hash_values(spec.to_dict(), settings, shape, data.inputs, data.labels)
     cache = SplitCache(options.cache_dir, name)
 
-    models: dict[int, dict[int, Any]] = {}
-    val_loss: dict[int, dict[int, float]] = {}
+    repeats = int(options.repeats)
+    starts_of = {s: split_checkpoints(pretrained[s]) for s in pretrained}
+    jobs = []
+    for repeat in range(repeats):
+        for split in iter_splits(folds):
+            k, j = split.outer, split.inner
+            where = f"{name}, outer fold {k}, inner split {j}, repeat {repeat}"
+            starts = {}
+            if spec.pretrained:
+                absent = [s for s in spec.sources if (repeat, k, j) not in starts_of[s]]
+                if absent:
+                    raise ValueError(
+                        f"{where}: no single-source model of {absent} "
+                        f"(finetune/freeze need as many repeats as they run)"
+                    )
+                starts = {s: starts_of[s][repeat, k, j] for s in spec.sources}
+            key = hash_values(
+                data_key,
+                split.train,
+                split.validation,
+                *[starts[s]["state"] for s in sorted(starts)],
+                # repeat 0 keeps the key a run without repeats had
+                *([{"repeat": repeat}] if repeat else []),
+            )
+            jobs.append(SplitJob(repeat, split, starts, key, where))
+
+    entries: dict[tuple[int, int, int], dict[str, Any]] = {}
+    for job in jobs:
+        entry = cache.load(job.repeat, job.split.outer, job.split.inner, job.key)
+        if entry is None:
+            entry = _train_split(data, job, shape, options)
+            cache.save(job.repeat, job.split.outer, job.split.inner, job.key, entry)
+        else:
+            log.info("%s: reused from the cache", job.where)
+        entries[job.repeat, job.split.outer, job.split.inner] = entry
+    return _collect(data, jobs, entries, options, features, folds_id)
+
+
+def _collect(
+    data: _Data,
+    jobs: list[SplitJob],
+    entries: dict[tuple[int, int, int], dict[str, Any]],
+    options: CVOptions,
+    features: FeatureSet,
+    folds_id: str,
+) -> CVResult:
+    """Select each (repeat, outer fold)'s model, test it, and lay out the results."""
+    spec = data.spec
+    models: dict[int, dict[int, dict[int, Any]]] = {}
+    val_loss: dict[int, dict[int, dict[int, float]]] = {}
     tests: dict[int, np.ndarray] = {}
     history = []
-    for split in iter_splits(folds):
-        k, j = split.outer, split.inner
-        where = f"{name}, outer fold {k}, inner split {j}"
-        starts = {}
-        if spec.pretrained:
-            absent = [
-                s for s in spec.sources if j not in pretrained[s]["models"].get(k, {})
-            ]
-            if absent:
-                raise ValueError(f"{where}: no single-source model of {absent}")
-            starts = {s: pretrained[s]["models"][k][j] for s in spec.sources}
-        key = hash_values(
-            data_key,
-            split.train,
-            split.validation,
-            *[starts[s]["state"] for s in sorted(starts)],
-        )
-        entry = cache.load(k, j, key)
-        if entry is None:
-            entry = _train_split(data, split, shape, options, starts, where)
-            cache.save(k, j, key, entry)
-        else:
-            log.info("%s: reused from the cache", where)
-        models.setdefault(k, {})[j] = entry["checkpoint"]
-        val_loss.setdefault(k, {})[j] = float(entry["best_loss"])
-        tests[k] = split.test
+    for job in jobs:
+        r, k, j = job.repeat, job.split.outer, job.split.inner
+        entry = entries[r, k, j]
+        models.setdefault(r, {}).setdefault(k, {})[j] = entry["checkpoint"]
+        val_loss.setdefault(r, {}).setdefault(k, {})[j] = float(entry["best_loss"])
+        tests[k] = job.split.test
         history += [
             {
                 **row,
+                "repeat": r,
                 "outer_fold": k,
                 "inner_split": j,
                 "best_epoch": entry["best_epoch"],
@@ -370,30 +459,37 @@ def run_nested_cv(
             for row in entry["history"]
         ]
 
-    selected = {k: min(losses, key=losses.get) for k, losses in val_loss.items()}
+    selected = {
+        r: {k: min(losses, key=losses.get) for k, losses in by_outer.items()}
+        for r, by_outer in val_loss.items()
+    }
     predictions = pd.concat(
         [
-            _test_selected(data, tests[k], models[k][j], options).assign(
-                outer_fold=k, inner_split=j
+            _test_selected(data, tests[k], models[r][k][j], options).assign(
+                repeat=r, outer_fold=k, inner_split=j
             )
-            for k, j in selected.items()
+            for r, chosen in selected.items()
+            for k, j in chosen.items()
         ],
         ignore_index=True,
     )
-    order = ["musicId", "outer_fold", "inner_split"]
+    order = ["musicId", "repeat", "outer_fold", "inner_split"]
     predictions = predictions[order + [c for c in predictions if c not in order]]
     log_table = pd.DataFrame(history)
     log_table["selected"] = [
-        selected[k] == j
-        for k, j in zip(log_table["outer_fold"], log_table["inner_split"])
+        selected[r][k] == j
+        for r, k, j in zip(
+            log_table["repeat"], log_table["outer_fold"], log_table["inner_split"]
+        )
     ]
-    columns = ["outer_fold", "inner_split", "epoch", "train_loss", "val_loss"]
+    columns = ["repeat", "outer_fold", "inner_split", "epoch", "train_loss", "val_loss"]
     log_table = log_table[[*columns, "best_epoch", "selected"]]
     artifact = {
         "experiment": spec.to_dict(),
-        "label": name,
+        "label": spec.label,
         "folds": folds_id,
         "inputs": describe_inputs(features),
+        "repeats": len(models),
         "selected": selected,
         "val_loss": val_loss,
         "models": models,

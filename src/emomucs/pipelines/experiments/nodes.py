@@ -72,7 +72,8 @@ def train_nested_cv(
 
     Returns:
         ``cv_models`` (every split's checkpoint and which one was tested),
-        ``cv_predictions`` (out-of-fold, one row per track) and ``training_log``.
+        ``cv_predictions`` (out-of-fold, one row per repeat and track) and
+        ``training_log``.
     """
     spec = ExperimentSpec.from_params(experiment, networks)
     by_source = {}
@@ -110,7 +111,8 @@ def evaluate_predictions(
         networks: Arguments shared by every variant of a network.
 
     Returns:
-        ``cv_metrics`` (a row per outer fold, then ``mean``, ``sd``, ``pooled``) and
+        ``cv_metrics`` (a row per repeat and outer fold, then ``mean``, ``sd``,
+        ``pooled``) and
         ``cv_summary``: the variant, its label, its inputs and the summary rows as
         plain JSON, which the results table reads.
     """
@@ -122,7 +124,8 @@ def evaluate_predictions(
         "experiment": spec.to_dict(),
         "folds": fingerprint_folds(cv_folds),
         "n_outer_folds": int(cv_folds["outer_fold"].nunique()),
-        "n_tracks": len(cv_predictions),
+        "n_tracks": int(cv_predictions["musicId"].nunique()),
+        "n_repeats": int(cv_predictions.get("repeat", pd.Series([0])).nunique()),
         "inputs": cv_models.get("inputs", {}),
         "metrics": {
             scope: {m: float(row[m]) for m in METRIC_COLUMNS}
