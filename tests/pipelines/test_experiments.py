@@ -182,8 +182,8 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     assert (
         "| model | strategy | mix | early | mid | late | attention |" in markdown
     ) == (fusion == "attention")
-    label = f"EmoMucs-C2D {fusion} freeze"  # in memory: named by its label
-    assert f"| {label} | {label} | truth |" in markdown
+    label = f"EmoMucs-C2D {fusion} freeze"
+    assert f"| {group}.c2d_freeze | {label} | truth |" in markdown
     assert "0.2320" in markdown  # the paper's C2D late freeze RMSE valence
     # Same folds everywhere: every summary names one fold assignment.
     assert results["folds"].nunique() == 1
