@@ -419,6 +419,9 @@ class MlflowVariantRunsHook:
             "folds": summary.get("folds", ""),
             "n_tracks": summary.get("n_tracks", ""),
             "n_outer_folds": summary.get("n_outer_folds", ""),
+            "n_repeats": summary.get("n_repeats", ""),
+            "audio": summary.get("inputs", {}).get("audio", ""),
+            "settings_fingerprint": summary.get("fingerprint", ""),
         }
         self._client.log_batch(
             run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]

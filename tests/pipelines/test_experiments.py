@@ -187,6 +187,9 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     assert "0.2320" in markdown  # the paper's C2D late freeze RMSE valence
     # Same folds everywhere: every summary names one fold assignment.
     assert results["folds"].nunique() == 1
+    # ... and the same settings: no row departs from the others
+    assert (results["differs"] == "").all()
+    assert results["fingerprint"].nunique() == len(results)  # one per variant
     # Each row names where its audio came from: the stems' separator or the mix.
     assert set(results["audio"]) == {"truth"}
     summary = catalog.load(f"{group}.c1d_full.cv_summary")

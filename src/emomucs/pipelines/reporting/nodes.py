@@ -381,6 +381,12 @@ def _cell(row: pd.Series, metric: str, with_sd: bool) -> str:
     return f"{row[metric]:.4f}"
 
 
+def _differs(row: pd.Series) -> str:
+    """The row's ``differs`` (NaN when read back from the csv means none)."""
+    value = row.get("differs")
+    return value if isinstance(value, str) else ""
+
+
 def _grid_key(row: pd.Series) -> tuple[str, str, str] | None:
     """(row model, row strategy, column) of a variant in the paper's layout."""
     if row["model"] != "EmoMucs":
@@ -429,7 +435,7 @@ def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
                     values.append("–")
                     continue
                 row = table.iloc[position]
-                mark = " †" if row.get("differs") else ""
+                mark = " †" if _differs(row) else ""
                 values.append(_cell(row, metric, with_sd) + mark)
             lines.append(
                 f"| {model} | {strategy or '–'} | " + " | ".join(values) + " |"
@@ -592,7 +598,7 @@ def section_every_variant(results: CorpusResults) -> str | None:
             f"| {row['variant']} | {row['label']} | {row['audio']} | "
             f"{row['n_tracks']} | {row['n_repeats']} | "
             + " | ".join(cells)
-            + f" | {row['differs'] or '–'} |"
+            + f" | {_differs(row) or '–'} |"
         )
     return "\n".join(lines)
 
