@@ -89,4 +89,5 @@ class SummaryDataset(AbstractDataset[dict, dict]):
         return bool(self._files())
 
     def _describe(self) -> dict[str, Any]:
-        return {"folder": str(self._folder), "protocol": self._protocol}
+        # "path", as folder datasets describe theirs (the safe-loading test reads it)
+        return {"path": str(self._folder), "protocol": self._protocol}
