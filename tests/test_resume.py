@@ -169,7 +169,9 @@ def nested_cv(folder: Path, cache_dir: Path | None):
     models, predictions, log = train_nested_cv(
         features, table, folds, EXPERIMENT, {"C1D": {}}, training
     )
-    metrics, summary = evaluate_predictions(predictions, folds, models, EXPERIMENT, {})
+    metrics, summary = evaluate_predictions(
+        predictions, folds, models, table, EXPERIMENT, {}
+    )
     return models, predictions, log, metrics, summary
 
 

@@ -27,7 +27,6 @@ Runners: sequential and thread runners (hooks run in this process).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from emomucs.audio import AudioSet
+from emomucs.fingerprints import corpus_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ VARIANT_ARTIFACTS = {
 RUN_ARTIFACTS = {
     "results_table": "results/results_table.csv",
     "results_markdown": "results/results_table.md",
+    "results_differences": "results/results_differences.csv",
     "paper_results": "results/paper_results.csv",
     "results_heatmap": "plots/results_heatmap.png",
     "source_learning_curves": "plots/source_learning_curves.png",
@@ -135,14 +136,6 @@ def git_identity(path: str | Path) -> dict[str, str]:
         "git_dirty": str(dirty).lower(),
         MLFLOW_GIT_COMMIT: commit,
     }
-
-
-def corpus_fingerprint(track_table: pd.DataFrame) -> str:
-    """12 hex digits of the sorted track ids and labels: equal only for the same
-    tracks with the same labels."""
-    columns = [c for c in ("musicId", "valence", "arousal") if c in track_table.columns]
-    table = track_table[columns].sort_values(columns[:1]).round(6)
-    return hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()[:12]
 
 
 def corpus_name(root: str) -> str:
@@ -426,6 +419,9 @@ class MlflowVariantRunsHook:
             "folds": summary.get("folds", ""),
             "n_tracks": summary.get("n_tracks", ""),
             "n_outer_folds": summary.get("n_outer_folds", ""),
+            "n_repeats": summary.get("n_repeats", ""),
+            "audio": summary.get("inputs", {}).get("audio", ""),
+            "settings_fingerprint": summary.get("fingerprint", ""),
         }
         self._client.log_batch(
             run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]
@@ -440,17 +436,14 @@ class MlflowVariantRunsHook:
             for c in folds.columns
             if c not in ("scope", "repeat", "outer_fold", "n_tracks")
         ]
+        # step = outer fold, continued through repeats (repeat r, fold k of K: r·K+k)
+        repeats = folds["repeat"] if "repeat" in folds else pd.Series(0, folds.index)
+        steps = repeats * folds["outer_fold"].nunique() + folds["outer_fold"]
         stamp = _now_ms()
         # Stepped by outer fold; repeats after the first get their own metric names.
         metrics = [
-            Metric(
-                f"{column}_fold"
-                + (f"_repeat{int(row['repeat'])}" if row["repeat"] else ""),
-                float(row[column]),
-                stamp,
-                int(row["outer_fold"]),
-            )
-            for _, row in folds.iterrows()
+            Metric(f"{column}_fold", float(row[column]), stamp, int(step))
+            for step, (_, row) in zip(steps, folds.iterrows(), strict=True)
             for column in columns
         ]
         self._log_metrics(run_id, metrics)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
-from kedro.io import DataCatalog
+from kedro.io import DataCatalog, DatasetError
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
-from emomucs.datasets import ResultsStoreDataset
+from emomucs.datasets import ResultsStoreDataset, SummaryDataset
 from emomucs.pipelines.reporting.pipeline import create_pipeline
 
 CATALOG = Path(__file__).parents[2] / "conf" / "base" / "catalog" / "reporting.yml"
+EXPERIMENTS = CATALOG.with_name("experiments.yml")
 
 
 def _store(path: Path) -> dict:
@@ -45,3 +47,30 @@ def test_reporting_runs_before_any_variant_has(tmp_path):
     outputs = SequentialRunner().run(pipe, catalog)
     assert "No variant has run yet." in outputs["results_markdown"].load()
     assert outputs["results_table"].load().empty
+    assert outputs["results_differences"].load().empty
+
+
+def _summary(key: str, value: float) -> dict:
+    return {"label": "C1D-M", "key": key, "metrics": {"pooled": {"r2_valence": value}}}
+
+
+def test_a_variants_summaries_are_kept_per_key_and_the_newest_loads(tmp_path):
+    """The catalog's ``{variant}.cv_summary``: one file per audio and corpus."""
+    config = yaml.safe_load(EXPERIMENTS.read_text())["{variant}.cv_summary"]
+    folder = str(tmp_path / "cv_summaries" / "emomucs_late.c1d_freeze")
+    catalog = DataCatalog.from_config({"v.cv_summary": {**config, "folder": folder}})
+    dataset = catalog.get("v.cv_summary")
+    assert isinstance(dataset, SummaryDataset)
+    assert not dataset.exists()
+    catalog.save("v.cv_summary", _summary("local:compact:ab12__c0ffee", 0.1))
+    catalog.save("v.cv_summary", _summary("oracle__c0ffee", 0.2))
+    assert catalog.load("v.cv_summary")["key"] == "oracle__c0ffee"
+    catalog.save("v.cv_summary", _summary("local:compact:ab12__c0ffee", 0.3))
+    assert catalog.load("v.cv_summary")["metrics"]["pooled"]["r2_valence"] == 0.3
+    store = DataCatalog.from_config({"s": _store(tmp_path / "cv_summaries")})
+    assert sorted(store.load("s")) == [
+        "emomucs_late.c1d_freeze/local-compact-ab12__c0ffee",
+        "emomucs_late.c1d_freeze/oracle__c0ffee",
+    ]
+    with pytest.raises(DatasetError, match="without 'key'"):
+        dataset.save({"label": "C1D-M"})

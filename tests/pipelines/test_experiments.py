@@ -7,16 +7,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from emomucs.fingerprints import corpus_fingerprint
 from emomucs.pipelines.experiments import (
     create_emomucs_pipeline,
     create_pipeline,
     create_pipelines,
     variant_namespaces,
 )
+from emomucs.pipelines.experiments.nodes import check_pretrained_settings
 from emomucs.pipelines.experiments.variants import (
     FUSIONS,
     baseline_variants,
@@ -26,6 +29,7 @@ from emomucs.pipelines.experiments.variants import (
 )
 from emomucs.pipelines.reporting import create_reporting_pipeline
 from emomucs.training import ExperimentSpec, attention_column
+from emomucs.training.data import describe_inputs
 from emomucs.training.metrics import DIMENSIONS
 from tests.training.synthetic import make_corpus
 
@@ -168,7 +172,12 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     else:
         assert not weights
     metrics = catalog.load(f"{group}.c1d_full.cv_metrics")
-    assert list(metrics["scope"]) == ["fold"] * 6 + ["mean", "sd", "pooled"]
+    assert list(metrics["scope"]) == ["fold"] * 6 + ["repeat"] * 2 + [
+        "mean",
+        "sd",
+        "pooled",
+        "pooled_sd",
+    ]
     assert catalog.load(f"{group}.c1d_full.cv_summary")["n_tracks"] == 12
     results = catalog.load("results_table")
     assert len(results) == len(variant_namespaces(pipe)) == 14
@@ -177,13 +186,80 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     assert (
         "| model | strategy | mix | early | mid | late | attention |" in markdown
     ) == (fusion == "attention")
-    label = f"EmoMucs-C2D {fusion} freeze"  # in memory: named by its label
-    assert f"| {label} | {label} | truth |" in markdown
+    label = f"EmoMucs-C2D {fusion} freeze"
+    assert f"| {group}.c2d_freeze | {label} | truth |" in markdown
     assert "0.2320" in markdown  # the paper's C2D late freeze RMSE valence
     # Same folds everywhere: every summary names one fold assignment.
     assert results["folds"].nunique() == 1
+    # ... and the same settings: no row departs from the others
+    assert (results["differs"] == "").all()
+    assert results["fingerprint"].nunique() == len(results)  # one per variant
     # Each row names where its audio came from: the stems' separator or the mix.
     assert set(results["audio"]) == {"truth"}
     summary = catalog.load(f"{group}.c1d_full.cv_summary")
-    assert summary["inputs"] == {"representation": "log_mel", "audio": "truth"}
+    assert summary["inputs"]["representation"] == "log_mel"
+    assert summary["inputs"]["audio"] == "truth"
+    _assert_settings_recorded(catalog, summary, table, params)
+    differences = catalog.load("results_differences")
+    # no mix baseline in this run: every EmoMucs row says so instead of a number
+    assert set(differences["status"]) == {
+        "no C1D-M run on this corpus",
+        "no C2D-M run on this corpus",
+    }
     assert isinstance(catalog.load(f"{group}.c1d_freeze.training_log"), pd.DataFrame)
+
+
+def _assert_settings_recorded(catalog, summary, table, params):
+    """Every setting that changes a score, and the key the results store files the
+    summary by."""
+    settings = summary["settings"]
+    assert settings["corpus"] == {
+        "fingerprint": corpus_fingerprint(table),
+        "n_tracks": 12,
+    }
+    assert settings["features"]["n_mels"] == params["features"]["log_mel"]["n_mels"]
+    assert settings["training"]["learning_rate"] == params["training"]["learning_rate"]
+    assert "cache_dir" not in settings["training"]
+    assert settings["network"] == {"C1D": params["networks"]["C1D"]}
+    assert summary["key"] == f"truth__{corpus_fingerprint(table)}"
+    baseline = catalog.load("sources.c1d_vocals.cv_summary")
+    assert baseline["settings"]["code"] == settings["code"]
+    assert baseline["fingerprint"] != summary["fingerprint"]
+
+
+def test_finetune_and_freeze_refuse_models_trained_with_other_settings():
+    features = {
+        "representation": "log_mel",
+        "sources": list(SOURCES_ORDER),
+        "music_ids": None,
+        "values": torch.zeros(2, 4, 40, 10),
+        "sample_rate": 22050,
+        "settings": {
+            "n_mels": 40,
+            "hop_length": 512,
+            "audio_attrs": {"separator": "x"},
+        },
+    }
+    recorded = {
+        "label": "C1D (vocals)",
+        "inputs": describe_inputs(features),
+        "training": {"standardise": True},
+    }
+    training = {"standardise": True, "learning_rate": 0.1}
+    check_pretrained_settings("v", features, training, {"vocals": recorded})
+    with pytest.raises(ValueError, match="'vocals' models .* other standardise"):
+        check_pretrained_settings(
+            "v", features, {"standardise": False}, {"vocals": recorded}
+        )
+    other = {
+        **features,
+        "settings": {**features["settings"], "hop_length": 256},
+    }
+    with pytest.raises(ValueError, match="other features .*hop_length"):
+        check_pretrained_settings("v", other, training, {"vocals": recorded})
+    oracle = {**features, "settings": {**features["settings"], "audio_attrs": {}}}
+    with pytest.raises(ValueError, match="other audio"):
+        check_pretrained_settings("v", oracle, training, {"vocals": recorded})
+    older = {k: v for k, v in recorded.items() if k != "training"}
+    with pytest.raises(ValueError, match="do not record .* rerun them"):
+        check_pretrained_settings("v", features, training, {"vocals": older})

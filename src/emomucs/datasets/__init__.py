@@ -4,6 +4,7 @@ from .audio_folder_dataset import AudioFolderDataset
 from .audio_set_dataset import AudioSetDataset
 from .demucs_repo_dataset import DemucsRepoDataset
 from .results_store_dataset import ResultsStoreDataset
+from .summary_dataset import SummaryDataset
 from .torch_dataset import TorchDataset
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "AudioSetDataset",
     "DemucsRepoDataset",
     "ResultsStoreDataset",
+    "SummaryDataset",
     "TorchDataset",
 ]

@@ -62,15 +62,26 @@ def validate_features(features: FeatureSet, name: str = "features") -> None:
 
 
 def describe_inputs(features: FeatureSet) -> dict[str, Any]:
-    """What a model was trained on, for summaries: the representation and where
-    the audio came from (``"mix"``, or the separator identity the stems carry, e.g.
-    ``"oracle"`` or ``"local:emomucs_compact:<digest>"``)."""
+    """What a model was trained on, for summaries: the representation, where the
+    audio came from (``"mix"``, or the separator identity the stems carry, e.g.
+    ``"oracle"`` or ``"local:emomucs_compact:<digest>"``), and the feature settings
+    (``features``: sample rate, input shape and the options that made them; the
+    same for the mix and stems of one run)."""
     attrs = features["settings"].get("audio_attrs", {})
     if list(features["sources"]) == ["mix"]:
         origin = "mix"
     else:
         origin = attrs.get("separator", "unknown")
-    return {"representation": features["representation"], "audio": origin}
+    options = {k: v for k, v in features["settings"].items() if k != "audio_attrs"}
+    return {
+        "representation": features["representation"],
+        "audio": origin,
+        "features": {
+            "sample_rate": int(features["sample_rate"]),
+            **input_kwargs(features),
+            **options,
+        },
+    }
 
 
 def input_kwargs(features: FeatureSet) -> dict[str, int]:

@@ -10,6 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from emomucs.datasets.summary_dataset import store_name
+from emomucs.fingerprints import (
+    code_fingerprint,
+    corpus_fingerprint,
+    settings_fingerprint,
+)
 from emomucs.training import (
     CVOptions,
     ExperimentSpec,
@@ -18,8 +24,12 @@ from emomucs.training import (
     run_nested_cv,
     summarise_folds,
 )
+from emomucs.training.data import describe_inputs
 from emomucs.training.folds import fingerprint_folds
-from emomucs.training.metrics import METRIC_COLUMNS
+from emomucs.training.metrics import METRIC_COLUMNS, SUMMARY_SCOPES
+
+UNRECORDED_TRAINING = ("cache_dir", "progress", "num_threads")
+"""Training parameters that do not change a score (where and how verbosely)."""
 
 
 def assign_cv_folds(track_table: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
@@ -47,6 +57,57 @@ def assign_cv_folds(track_table: pd.DataFrame, options: dict[str, Any]) -> pd.Da
     )
 
 
+def training_settings(training: dict[str, Any]) -> dict[str, Any]:
+    """The ``training`` parameters that change a variant's scores."""
+    return {k: v for k, v in training.items() if k not in UNRECORDED_TRAINING}
+
+
+def check_pretrained_settings(
+    label: str,
+    features: FeatureSet,
+    training: dict[str, Any],
+    pretrained: dict[str, dict[str, Any]],
+) -> None:
+    """Raise ``ValueError`` when a finetune/freeze variant's single-source models
+    were trained on other audio, other features or other standardisation.
+
+    Args:
+        label: The variant, for messages.
+        features: The variant's feature set.
+        training: The variant's ``training`` parameters.
+        pretrained: Source -> that source's ``cv_models``.
+    """
+    inputs = describe_inputs(features)
+    wanted = {
+        "audio": inputs["audio"],
+        "features": inputs["features"],
+        "standardise": bool(training.get("standardise", False)),
+    }
+    for source, models in sorted(pretrained.items()):
+        recorded = models.get("inputs", {})
+        standardise = models.get("training", {}).get("standardise")
+        if "features" not in recorded or standardise is None:
+            raise ValueError(
+                f"{label}: the {source!r} models ({models.get('label')}) do not "
+                "record their feature and standardisation settings (trained by an "
+                "older version); rerun them (kedro run --pipeline=sources)"
+            )
+        found = {
+            "audio": recorded.get("audio"),
+            "features": recorded["features"],
+            "standardise": bool(standardise),
+        }
+        differing = [k for k in wanted if found[k] != wanted[k]]
+        if differing:
+            details = "; ".join(
+                f"{k}: {found[k]!r} there, {wanted[k]!r} here" for k in differing
+            )
+            raise ValueError(
+                f"{label}: the {source!r} models ({models.get('label')}) were "
+                f"trained with other {', '.join(differing)} ({details}); rerun them"
+            )
+
+
 def train_nested_cv(
     features: FeatureSet,
     track_table: pd.DataFrame,
@@ -68,12 +129,13 @@ def train_nested_cv(
         training: Optimiser, stopping and CV settings
             (see :class:`~emomucs.training.CVOptions`).
         *pretrained: For finetune/freeze: each source's single-source ``cv_models``,
-            in any order (each names its source).
+            in any order (each names its source); they must have been trained on
+            the same audio and features, with the same standardisation.
 
     Returns:
-        ``cv_models`` (every split's checkpoint and which one was tested),
-        ``cv_predictions`` (out-of-fold, one row per repeat and track) and
-        ``training_log``.
+        ``cv_models`` (every split's checkpoint, which one was tested, and the
+        ``training`` settings that changed the scores), ``cv_predictions``
+        (out-of-fold, one row per track and repeat) and ``training_log``.
     """
     spec = ExperimentSpec.from_params(experiment, networks)
     by_source = {}
@@ -82,6 +144,13 @@ def train_nested_cv(
         if source in by_source:
             raise ValueError(f"{spec.label}: two pretrained model sets for {source!r}")
         by_source[source] = models
+    if spec.pretrained:
+        check_pretrained_settings(
+            spec.label,
+            features,
+            training,
+            {s: m for s, m in by_source.items() if s in spec.sources},
+        )
     result = run_nested_cv(
         spec,
         features,
@@ -90,46 +159,97 @@ def train_nested_cv(
         CVOptions.from_params(training),
         pretrained=by_source,
     )
-    return result.models, result.predictions, result.log
+    return (
+        {**result.models, "training": training_settings(training)},
+        result.predictions,
+        result.log,
+    )
+
+
+def _plain(value: float) -> float | None:
+    """A float for JSON; None for NaN (an sd over one repeat)."""
+    return None if pd.isna(value) else float(value)
 
 
 def evaluate_predictions(
     cv_predictions: pd.DataFrame,
     cv_folds: pd.DataFrame,
     cv_models: dict[str, Any],
+    track_table: pd.DataFrame,
     experiment: dict[str, Any],
     networks: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """RMSE and R² per outer fold, their mean ± sd, and on pooled predictions.
+    """Scores per (repeat, outer fold), pooled per repeat, and their summaries,
+    with every setting that changes them.
 
     Args:
-        cv_predictions: Out-of-fold predictions of the variant.
+        cv_predictions: Out-of-fold predictions of the variant (a ``repeat``
+            column when trained more than once; absent means one repeat).
         cv_folds: The shared fold table.
-        cv_models: The variant's models; the summary names the inputs they were
-            trained on (so stems of different separators are told apart).
+        cv_models: The variant's models; they name the inputs and training
+            settings they were trained with.
+        track_table: The corpus (its track ids and labels are fingerprinted).
         experiment: The variant's parameters.
         networks: Arguments shared by every variant of a network.
 
     Returns:
-        ``cv_metrics`` (a row per repeat and outer fold, then ``mean``, ``sd``,
-        ``pooled``) and
-        ``cv_summary``: the variant, its label, its inputs and the summary rows as
-        plain JSON, which the results table reads.
+        ``cv_metrics`` (see :func:`~emomucs.training.summarise_folds`) and
+        ``cv_summary``, plain JSON the results table reads:
+
+        - ``label``, ``experiment``, ``folds``, ``n_outer_folds``, ``n_repeats``,
+          ``n_tracks``, ``inputs``;
+        - ``metrics``: ``mean``/``sd`` over outer folds × repeats,
+          ``pooled``/``pooled_sd`` over repeats (sd None for one repeat);
+        - ``per_fold`` (repeat, outer fold, tracks, scores) and ``per_repeat``,
+          which paired differences between variants use;
+        - ``settings``: corpus, audio, folds, features, training, the network's
+          shared arguments and the code; ``fingerprint`` hashes them with the
+          experiment; ``key`` (audio and corpus) names the summary's file in the
+          results store.
     """
     spec = ExperimentSpec.from_params(experiment, networks)
     metrics = summarise_folds(cv_predictions)
-    summary_rows = metrics.set_index("scope").loc[["mean", "sd", "pooled"]]
+    by_scope = metrics.set_index("scope")
+    inputs = cv_models.get("inputs", {})
+    corpus = corpus_fingerprint(track_table)
+    audio = inputs.get("audio", "unknown")
+    settings = {
+        "corpus": {"fingerprint": corpus, "n_tracks": len(track_table)},
+        "audio": audio,
+        "folds": fingerprint_folds(cv_folds),
+        "features": inputs.get("features", {}),
+        "training": cv_models.get("training", {}),
+        "network": {spec.network: spec.network_kwargs},
+        "code": code_fingerprint(),
+    }
+
+    def rows(scope: str) -> list[dict[str, Any]]:
+        part = metrics[metrics["scope"] == scope]
+        keep = ["repeat", "outer_fold", "n_tracks"]
+        return [
+            {k: int(row[k]) for k in keep} | {m: float(row[m]) for m in METRIC_COLUMNS}
+            for _, row in part.iterrows()
+        ]
+
+    per_fold = rows("fold")
     summary = {
         "label": spec.label,
         "experiment": spec.to_dict(),
-        "folds": fingerprint_folds(cv_folds),
+        "folds": settings["folds"],
         "n_outer_folds": int(cv_folds["outer_fold"].nunique()),
+        "n_repeats": len({f["repeat"] for f in per_fold}),
         "n_tracks": int(cv_predictions["musicId"].nunique()),
-        "n_repeats": int(cv_predictions.get("repeat", pd.Series([0])).nunique()),
-        "inputs": cv_models.get("inputs", {}),
+        "inputs": inputs,
         "metrics": {
-            scope: {m: float(row[m]) for m in METRIC_COLUMNS}
-            for scope, row in summary_rows.iterrows()
+            scope: {m: _plain(by_scope.loc[scope, m]) for m in METRIC_COLUMNS}
+            for scope in SUMMARY_SCOPES
         },
+        "per_fold": per_fold,
+        "per_repeat": [
+            {k: v for k, v in r.items() if k != "outer_fold"} for r in rows("repeat")
+        ],
+        "settings": settings,
+        "fingerprint": settings_fingerprint([settings, spec.to_dict()]),
+        "key": f"{store_name(audio)}__{corpus}",
     }
     return metrics, summary

@@ -77,6 +77,7 @@ def experiment_template(n_pretrained: int = 0) -> Pipeline:
                     "cv_predictions",
                     "cv_folds",
                     "cv_models",
+                    "track_table",
                     "params:experiment",
                     "params:networks",
                 ],

@@ -300,7 +300,8 @@ def plot_results_heatmap(
         raise ValueError(
             "results_table has no variants to plot; run an experiment first"
         )
-    table = results_table.sort_values("variant", ignore_index=True)
+    order = [c for c in ("variant", "key") if c in results_table]
+    table = results_table.sort_values(order, ignore_index=True)
     cmap = mpl.colormaps[options.get("colormap", "RdYlGn")]
     colours = np.stack([cmap(_scores(table, m)) for m in METRIC_COLUMNS], axis=1)
     fig = Figure(figsize=(10, 1.6 + 0.42 * len(table)), layout="constrained")
@@ -321,11 +322,13 @@ def plot_results_heatmap(
             )
     ax.set_xticks(range(len(METRIC_COLUMNS)), [METRIC_NAMES[m] for m in METRIC_COLUMNS])
     ax.xaxis.tick_top()
-    # a stored variant is named by its namespace; one only in memory, by its label
     names = [
         v if v == lab else f"{v}  ({lab})"
         for v, lab in zip(table["variant"], table["label"])
     ]
+    # a variant run on several audios or corpora has a row for each: name them
+    if "audio" in table and table["variant"].duplicated().any():
+        names = [f"{n}  [{a}]" for n, a in zip(names, table["audio"])]
     ax.set_yticks(range(len(table)), names)
     ax.set_xticks(np.arange(-0.5, len(METRIC_COLUMNS)), minor=True)
     ax.set_yticks(np.arange(-0.5, len(table)), minor=True)

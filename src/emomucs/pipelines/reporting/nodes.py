@@ -1,15 +1,33 @@
-"""Reporting: every variant's scores in the paper's table layout, beside the
-paper's published numbers."""
+"""Reporting: every variant's scores in the paper's table layout, their spread over
+training repeats, paired differences from the mix baselines, and the paper's
+published numbers.
+
+The table is built from summaries (``cv_summary``, one per variant × audio ×
+corpus). Rows of different corpora are never compared: each corpus gets its own
+section. Within a corpus, every row names the settings where it departs from the
+others, and a paired difference is given only when the baseline ran with the same
+folds, features, training, network arguments and code.
+
+The markdown is a list of sections (:data:`CORPUS_SECTIONS`, each a function of
+one corpus' :class:`CorpusResults`), so a new section is one function more.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from emomucs import SOURCES
-from emomucs.training.metrics import METRIC_COLUMNS
+from emomucs.training.metrics import (
+    LOWER_IS_BETTER,
+    METRIC_COLUMNS,
+    compare_folds,
+)
 
 METRIC_TITLES = {
     "rmse_valence": "RMSE valence (lower is better)",
@@ -29,6 +47,16 @@ EXTENSION_COLUMNS = ("attention",)
 layout only when a variant of it ran, as the paper has no numbers for them."""
 STRATEGY_ROWS = ("full", "finetune", "freeze")
 NETWORK_ROWS = ("C1D", "C2D", "WaveC1D")
+LEVEL = 0.95
+"""Confidence level of the paired intervals."""
+
+COMPARED_SETTINGS = ("folds", "features", "training", "network", "code")
+"""Settings every row of a corpus should share (the corpus itself splits sections,
+the audio is a column): a row departing from the most common value names the key in
+its ``differs`` column, and a paired difference needs them equal."""
+
+UNKNOWN_CORPUS = "unknown"
+"""Corpus of summaries written before settings were recorded."""
 
 PAPER_RESULTS = pd.DataFrame(
     [
@@ -45,9 +73,10 @@ PAPER_RESULTS = pd.DataFrame(
 """The ISMIR 2020 poster's numbers (PMEmo, nested CV); full and finetune were
 published as worse than freeze without numbers, and C2D has no mid fusion there."""
 
-
+SCOPES = ("mean", "sd", "pooled", "pooled_sd")
 RESULT_COLUMNS = [
     "variant",
+    "key",
     "label",
     "model",
     "source_model",
@@ -56,64 +85,306 @@ RESULT_COLUMNS = [
     "fusion",
     "strategy",
     "model_kwargs",
+    "corpus",
     "n_tracks",
     "n_outer_folds",
+    "n_repeats",
     "folds",
-    *[f"{m}_{scope}" for scope in ("mean", "sd", "pooled") for m in METRIC_COLUMNS],
+    "fingerprint",
+    "differs",
+    *[f"{m}_{scope}" for scope in SCOPES for m in METRIC_COLUMNS],
 ]
-"""Columns of ``results_table``, one row per variant."""
+"""Columns of ``results_table``, one row per variant × audio × corpus: ``mean`` and
+``sd`` over outer folds × repeats, ``pooled`` and ``pooled_sd`` over repeats of each
+repeat's pooled score; ``differs``: the settings where the row departs from the
+other rows of its corpus."""
+
+DIFFERENCE_COLUMNS = [
+    "variant",
+    "key",
+    "label",
+    "audio",
+    "corpus",
+    "baseline",
+    "baseline_label",
+    "status",
+    "n_pairs",
+    "test_train_ratio",
+    *[
+        f"{m}_{stat}"
+        for m in METRIC_COLUMNS
+        for stat in (
+            "diff",
+            "sd",
+            "ci_low",
+            "ci_high",
+            "ci_low_naive",
+            "ci_high_naive",
+            "p_value",
+            "significant",
+        )
+    ],
+]
+"""Columns of ``results_differences``, one row per EmoMucs variant × audio ×
+corpus: variant − baseline per metric, paired by (repeat, outer fold), with the
+Nadeau–Bengio corrected 95 % interval (``ci_low``/``ci_high``), the plain t
+interval for comparison (``*_naive``), the corrected p-value and whether the
+corrected interval excludes 0. ``status`` is ``ok`` or why there is no number."""
 
 
-def _summary_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
-    experiment = summary["experiment"]
+@dataclass(frozen=True)
+class Entry:
+    """One stored summary: the variant (namespace) and what it wrote."""
+
+    variant: str
+    summary: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return self.summary.get("key", "legacy")
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.summary.get("settings", {})
+
+    @property
+    def corpus(self) -> str:
+        return self.settings.get("corpus", {}).get("fingerprint", UNKNOWN_CORPUS)
+
+
+@dataclass
+class CorpusResults:
+    """Everything one corpus section of the markdown shows.
+
+    Attributes:
+        corpus: The corpus fingerprint (``unknown`` for older summaries).
+        table: Its rows of ``results_table``.
+        differences: Its rows of ``results_differences``.
+        differing: Flattened setting -> {value: variants} for settings whose
+            value is not the same in every row that has it.
+    """
+
+    corpus: str
+    table: pd.DataFrame
+    differences: pd.DataFrame
+    differing: dict[str, dict[str, list[str]]]
+
+
+# Collecting summaries ----------------------------------------------------------------
+
+
+def collect_entries(
+    stored: Mapping[str, Callable[[], dict] | dict], fresh: Mapping[str, dict]
+) -> list[Entry]:
+    """Every summary, one per (variant, key); this run's replace stored ones.
+
+    Args:
+        stored: Results store partitions: ``<variant>/<key>`` (or a bare
+            ``<variant>`` written before summaries were keyed) -> summary or loader.
+        fresh: Variant -> summary produced in this run.
+    """
+    entries: dict[tuple[str, str], Entry] = {}
+    for name in sorted(stored):
+        value = stored[name]
+        summary = value() if callable(value) else value
+        entry = Entry(name.split("/")[0], summary)
+        entries[(entry.variant, entry.key)] = entry
+    for variant, summary in fresh.items():
+        entry = Entry(variant, summary)
+        entries[(entry.variant, entry.key)] = entry
+    return sorted(entries.values(), key=lambda e: (e.variant, e.key))
+
+
+def flatten_settings(settings: Mapping[str, Any], keys=COMPARED_SETTINGS) -> dict:
+    """``{"training.learning_rate": "0.005", …}`` for the compared settings."""
+    flat: dict[str, str] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if isinstance(value, Mapping) and value:
+            for k, v in value.items():
+                walk(v, f"{prefix}.{k}")
+        else:
+            flat[prefix] = repr(value) if not isinstance(value, str) else value
+
+    for key in keys:
+        if key in settings:
+            walk(settings[key], key)
+    return flat
+
+
+def differing_settings(entries: list[Entry]) -> dict[str, dict[str, list[str]]]:
+    """Flattened settings whose value differs between the entries that have it."""
+    values: dict[str, dict[str, list[str]]] = {}
+    for entry in entries:
+        for key, value in flatten_settings(entry.settings).items():
+            values.setdefault(key, {}).setdefault(value, []).append(entry.variant)
+    return {k: v for k, v in sorted(values.items()) if len(v) > 1}
+
+
+def _departures(entry: Entry, differing: dict[str, dict[str, list[str]]]) -> str:
+    """The settings where ``entry`` departs from the most common value."""
+    flat = flatten_settings(entry.settings)
+    keys = []
+    for key, by_value in differing.items():
+        if key not in flat:
+            continue
+        common = max(by_value.items(), key=lambda item: (len(item[1]), item[0]))[0]
+        if flat[key] != common:
+            keys.append(key)
+    return ", ".join(keys)
+
+
+def _summary_row(entry: Entry, differs: str) -> dict[str, Any]:
+    summary, experiment = entry.summary, entry.summary["experiment"]
     row = {
-        "variant": name,
+        "variant": entry.variant,
+        "key": entry.key,
         "label": summary["label"],
         "model": experiment["model"],
         "source_model": experiment.get("source_model"),
         "sources": "+".join(experiment["sources"]),
-        # Where the inputs came from: "mix" or the separator of the stems.
+        # Where the inputs came from: "mix", "oracle" or the stems' separator.
         "audio": summary.get("inputs", {}).get("audio", "unknown"),
         "fusion": experiment.get("fusion"),
         "strategy": experiment.get("strategy", "full"),
         "model_kwargs": str(experiment.get("model_kwargs") or ""),
+        "corpus": entry.corpus,
         "n_tracks": summary["n_tracks"],
         "n_outer_folds": summary["n_outer_folds"],
+        "n_repeats": summary.get("n_repeats", 1),
         "folds": summary["folds"],
+        "fingerprint": summary.get("fingerprint", ""),
+        "differs": differs,
     }
-    for scope in ("mean", "sd", "pooled"):
+    metrics = summary["metrics"]
+    for scope in SCOPES:
         for metric in METRIC_COLUMNS:
-            row[f"{metric}_{scope}"] = summary["metrics"][scope][metric]
+            value = metrics.get(scope, {}).get(metric)
+            if value is None and scope == "pooled_sd" and "pooled" in metrics:
+                value = np.nan  # one repeat, or an older summary: no spread
+            row[f"{metric}_{scope}"] = np.nan if value is None else float(value)
     return row
 
 
-def collect_summaries(
-    stored: dict[str, Callable[[], dict] | dict], fresh: tuple[dict, ...]
-) -> pd.DataFrame:
-    """One row per variant: the stored summaries, updated by this run's.
-
-    Rows are keyed by label: a fresh summary replaces the stored one of the same
-    variant (and keeps its stored name), and a fresh one with no stored file (an
-    in-memory run) is added under its label.
-    """
-    summaries: dict[str, tuple[str, dict]] = {}
-    for name in sorted(stored):
-        value = stored[name]
-        summary = value() if callable(value) else value
-        summaries[summary["label"]] = (name, summary)
-    for summary in fresh:
-        name = summaries.get(summary["label"], (summary["label"], None))[0]
-        summaries[summary["label"]] = (name, summary)
-    rows = [_summary_row(name, summary) for name, summary in summaries.values()]
+def tabulate_rows(entries: list[Entry]) -> pd.DataFrame:
+    """``results_table``: one row per entry (see :data:`RESULT_COLUMNS`)."""
+    rows = []
+    by_corpus: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_corpus.setdefault(entry.corpus, []).append(entry)
+    for group in by_corpus.values():
+        differing = differing_settings(group)
+        rows += [_summary_row(e, _departures(e, differing)) for e in group]
     table = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    return table.sort_values("variant", ignore_index=True)
+    return table.sort_values(["variant", "key"], ignore_index=True)
+
+
+# Paired differences --------------------------------------------------------------
+
+
+def _is_baseline_of(candidate: Entry, network: str) -> bool:
+    experiment = candidate.summary["experiment"]
+    return (
+        experiment["model"] == network
+        and list(experiment["sources"]) == ["mix"]
+        and not experiment.get("model_kwargs")
+    )
+
+
+def _difference_row(entry: Entry, entries: list[Entry]) -> dict[str, Any]:
+    """``entry`` minus the mix baseline of its network, on the same corpus."""
+    experiment = entry.summary["experiment"]
+    network = experiment["source_model"]
+    row: dict[str, Any] = {
+        "variant": entry.variant,
+        "key": entry.key,
+        "label": entry.summary["label"],
+        "audio": entry.summary.get("inputs", {}).get("audio", "unknown"),
+        "corpus": entry.corpus,
+        "baseline": None,
+        "baseline_label": f"{network}-M",
+        "n_pairs": 0,
+        "test_train_ratio": np.nan,
+    }
+    candidates = [
+        e for e in entries if e.corpus == entry.corpus and _is_baseline_of(e, network)
+    ]
+    if entry.corpus == UNKNOWN_CORPUS or "per_fold" not in entry.summary:
+        return row | {"status": "older summary without per-fold scores; rerun it"}
+    if not candidates:
+        return row | {"status": f"no {network}-M run on this corpus"}
+    baseline = candidates[0]
+    row |= {"baseline": baseline.variant, "baseline_label": baseline.summary["label"]}
+    ours = flatten_settings(entry.settings)
+    theirs = flatten_settings(baseline.settings)
+    differing = sorted(
+        {
+            k.split(".")[0]
+            for k in set(ours) | set(theirs)
+            if ours.get(k) != theirs.get(k)
+        }
+    )
+    if differing or "per_fold" not in baseline.summary:
+        what = ", ".join(differing) or "no per-fold scores"
+        return row | {"status": f"{row['baseline_label']} differs: {what}"}
+    compared = compare_folds(
+        entry.summary["per_fold"],
+        baseline.summary["per_fold"],
+        int(entry.settings["corpus"]["n_tracks"]),
+        LEVEL,
+    )
+    any_metric = compared[METRIC_COLUMNS[0]]
+    if any_metric["n"] < 2:
+        return row | {"status": f"fewer than 2 folds shared with {network}-M"}
+    row |= {
+        "status": "ok",
+        "n_pairs": any_metric["n"],
+        "test_train_ratio": any_metric["test_train_ratio"],
+    }
+    for metric, result in compared.items():
+        row[f"{metric}_diff"] = result["mean"]
+        for stat in ("sd", "ci_low", "ci_high", "ci_low_naive", "ci_high_naive"):
+            row[f"{metric}_{stat}"] = result[stat]
+        row[f"{metric}_p_value"] = result["p_value"]
+        row[f"{metric}_significant"] = bool(
+            result["ci_low"] > 0 or result["ci_high"] < 0
+        )
+    return row
+
+
+def tabulate_differences(entries: list[Entry]) -> pd.DataFrame:
+    """``results_differences``: every EmoMucs entry against its mix baseline.
+
+    The baseline is the mix model of the same network (C1D → C1D-M, C2D, also
+    with the hidden layer mid fusion cuts → C2D-M) on the same corpus.
+    """
+    rows = [
+        _difference_row(e, entries)
+        for e in entries
+        if e.summary["experiment"]["model"] == "EmoMucs"
+    ]
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+
+
+# Markdown ------------------------------------------------------------------------
+
+
+def _spread(mean: float, sd: float) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.4f}" if pd.isna(sd) else f"{mean:.4f} ± {sd:.4f}"
 
 
 def _cell(row: pd.Series, metric: str, with_sd: bool) -> str:
-    mean = row[f"{metric}_mean"] if with_sd else row[metric]
     if with_sd:
-        return f"{mean:.4f} ± {row[f'{metric}_sd']:.4f}"
-    return f"{mean:.4f}"
+        return _spread(row[f"{metric}_mean"], row[f"{metric}_sd"])
+    return f"{row[metric]:.4f}"
+
+
+def _differs(row: pd.Series) -> str:
+    """The row's ``differs`` (NaN when read back from the csv means none)."""
+    value = row.get("differs")
+    return value if isinstance(value, str) else ""
 
 
 def _grid_key(row: pd.Series) -> tuple[str, str, str] | None:
@@ -129,11 +400,12 @@ def _grid_key(row: pd.Series) -> tuple[str, str, str] | None:
 
 def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
     """Markdown: one table per metric; rows are baselines and EmoMucs network ×
-    strategy, columns the mix and the three fusions (and attention, when it ran).
+    strategy, columns the mix and the three fusions (and attention, when it ran). A
+    cell whose row departs from the others' settings (``differs``) carries †.
 
     Returns:
         The markdown and the positions of the rows it placed (the first variant
-        for a cell wins; the rest belong in a list of other variants).
+        for a cell wins).
     """
     cells: dict[tuple[str, str, str], int] = {}
     for position, (_, row) in enumerate(table.iterrows()):
@@ -159,11 +431,12 @@ def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
             values = []
             for column in columns:
                 position = cells.get((model, strategy, column))
-                values.append(
-                    "–"
-                    if position is None
-                    else _cell(table.iloc[position], metric, with_sd)
-                )
+                if position is None:
+                    values.append("–")
+                    continue
+                row = table.iloc[position]
+                mark = " †" if _differs(row) else ""
+                values.append(_cell(row, metric, with_sd) + mark)
             lines.append(
                 f"| {model} | {strategy or '–'} | " + " | ".join(values) + " |"
             )
@@ -171,83 +444,277 @@ def paper_layout(table: pd.DataFrame, with_sd: bool) -> tuple[str, list[int]]:
     return "\n\n".join(blocks), sorted(cells.values())
 
 
-def _all_variants(table: pd.DataFrame) -> str:
-    short = {m: SHORT_NAMES[m] for m in METRIC_COLUMNS}
-    header = "| variant | label | audio | tracks | " + " | ".join(
-        f"{short[m]} mean ± sd | {short[m]} pooled" for m in METRIC_COLUMNS
+def section_paper_layout(results: CorpusResults) -> str | None:
+    """The paper's grid, one per stems audio (the mix column is the same)."""
+    table = results.table
+    stems = sorted(set(table["audio"]) - {"mix"}) or ["mix"]
+    parts = [
+        "### In the paper's layout",
+        "",
+        "Cells: mean ± sd over outer folds × repeats (the paper reports the mean "
+        "over outer folds). EmoMucs rows fuse all four stems; C2D mid fusion cuts "
+        "the hidden layer this project adds to C2D (the paper has no C2D mid "
+        "fusion); attention fusion is the poster's future work (no published "
+        "numbers). † marks a row that ran with other settings than the rest (see "
+        "*differs* below).",
+    ]
+    for audio in stems:
+        rows = table[table["audio"].isin({"mix", audio})].reset_index(drop=True)
+        grid, placed = paper_layout(rows, with_sd=True)
+        if not placed:
+            continue
+        if audio != "mix" or len(stems) > 1:
+            parts += ["", f"**Stems: `{audio}`**" if audio != "mix" else "**Mix**"]
+        parts += ["", grid]
+    return "\n".join(parts)
+
+
+def _difference_cell(row: pd.Series, metric: str) -> str:
+    if row["status"] != "ok":
+        return row["status"]
+    mark = " *" if row[f"{metric}_significant"] else ""
+    return (
+        f"{row[f'{metric}_diff']:+.4f} [{row[f'{metric}_ci_low']:+.4f}, "
+        f"{row[f'{metric}_ci_high']:+.4f}]{mark}"
     )
-    lines = [header + " |", "|---|---|---|---|" + "---|---|" * len(METRIC_COLUMNS)]
-    for _, row in table.iterrows():
-        cells = [
-            f"{_cell(row, m, True)} | {row[f'{m}_pooled']:.4f}" for m in METRIC_COLUMNS
-        ]
+
+
+def _significant(row: pd.Series) -> str:
+    if row["status"] != "ok":
+        return "–"
+    found = []
+    for metric in METRIC_COLUMNS:
+        if row[f"{metric}_significant"]:
+            lower = row[f"{metric}_diff"] < 0
+            better = lower if metric in LOWER_IS_BETTER else not lower
+            found.append(f"{SHORT_NAMES[metric]} {'better' if better else 'worse'}")
+    return ", ".join(found) or "none"
+
+
+def section_differences(results: CorpusResults) -> str | None:
+    """Every EmoMucs variant minus its mix baseline, with 95 % intervals."""
+    differences = results.differences
+    if differences.empty:
+        return None
+    ok = differences[differences["status"] == "ok"]
+    ratio = (
+        f", n_test/n_train = {ok['test_train_ratio'].iloc[0]:.2f} here"
+        if not ok.empty and ok["test_train_ratio"].nunique() == 1
+        else ""
+    )
+    header = "| variant | label | audio | baseline | pairs | " + " | ".join(
+        f"Δ{SHORT_NAMES[m]}" for m in METRIC_COLUMNS
+    )
+    lines = [
+        "### Paired differences from the mix baseline",
+        "",
+        "Δ = variant − its network's mix baseline (C1D → C1D-M; C2D, also C2D with "
+        "the hidden layer → C2D-M), paired on the same (repeat, outer fold) test "
+        "tracks; in brackets the 95 % interval. Outer folds share most of their "
+        "training tracks, so a plain t interval over folds × repeats is too narrow: "
+        "these use Nadeau and Bengio's corrected resampled t (variance × "
+        f"(1/J + n_test/n_train) for J pairs{ratio}; the plain "
+        "intervals are in results_differences.csv). * and the *significant* column: "
+        "the interval excludes 0. Lower RMSE and higher R² are better.",
+        "",
+        header + " | significant |",
+        "|---|---|---|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|",
+    ]
+    for _, row in differences.iterrows():
+        cells = [_difference_cell(row, m) for m in METRIC_COLUMNS]
         lines.append(
             f"| {row['variant']} | {row['label']} | {row['audio']} | "
-            f"{row['n_tracks']} | " + " | ".join(cells) + " |"
+            f"{row['baseline_label']} | {row['n_pairs'] or '–'} | "
+            + " | ".join(cells)
+            + f" | {_significant(row)} |"
         )
     return "\n".join(lines)
 
 
+def section_audio(results: CorpusResults) -> str | None:
+    """Each variant's pooled R² on every audio it ran on, beside the mix."""
+    table = results.table
+    audios = sorted(set(table["audio"]) - {"mix"})
+    stems = table[table["audio"] != "mix"]
+    if len(audios) < 2:
+        return None
+    lines = [
+        "### Audio side by side",
+        "",
+        "Pooled R² valence / arousal (mean over repeats) of each variant on each "
+        "audio; the mix baseline of its network in the last column.",
+        "",
+        "| variant | " + " | ".join(f"`{a}`" for a in audios) + " | mix baseline |",
+        "|---|" + "---|" * (len(audios) + 1),
+    ]
+    mix = table[table["audio"] == "mix"].set_index("model")
+    for variant, rows in stems.groupby("variant", sort=True):
+        by_audio = rows.set_index("audio")
+        cells = [
+            (
+                f"{by_audio.loc[a, 'r2_valence_pooled']:.3f} / "
+                f"{by_audio.loc[a, 'r2_arousal_pooled']:.3f}"
+            )
+            if a in by_audio.index
+            else "–"
+            for a in audios
+        ]
+        network = rows["source_model"].iloc[0] or rows["model"].iloc[0]
+        if network in mix.index:
+            base = mix.loc[[network]].iloc[0]
+            cells.append(
+                f"{base['r2_valence_pooled']:.3f} / {base['r2_arousal_pooled']:.3f}"
+            )
+        else:
+            cells.append("–")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def section_every_variant(results: CorpusResults) -> str | None:
+    """Every row: pooled and per-fold scores with their spread, and *differs*."""
+    table = results.table
+    header = "| variant | label | audio | tracks | repeats | " + " | ".join(
+        f"{SHORT_NAMES[m]} pooled | {SHORT_NAMES[m]} folds" for m in METRIC_COLUMNS
+    )
+    lines = [
+        "### Every variant",
+        "",
+        "*pooled*: the score of all out-of-fold predictions of one training repeat, "
+        "mean ± sd over repeats (the spread seeds alone cause); *folds*: mean ± sd "
+        "over outer folds × repeats (test folds add their own spread). *differs*: "
+        "settings where the row departs from the most common value in this corpus.",
+        "",
+        header + " | differs |",
+        "|---|---|---|---|---|" + "---|---|" * len(METRIC_COLUMNS) + "---|",
+    ]
+    for _, row in table.iterrows():
+        cells = [
+            f"{_spread(row[f'{m}_pooled'], row[f'{m}_pooled_sd'])} | "
+            f"{_spread(row[f'{m}_mean'], row[f'{m}_sd'])}"
+            for m in METRIC_COLUMNS
+        ]
+        lines.append(
+            f"| {row['variant']} | {row['label']} | {row['audio']} | "
+            f"{row['n_tracks']} | {row['n_repeats']} | "
+            + " | ".join(cells)
+            + f" | {_differs(row) or '–'} |"
+        )
+    return "\n".join(lines)
+
+
+def section_settings(results: CorpusResults) -> str | None:
+    """The values of every setting that differs between rows of the corpus."""
+    if not results.differing:
+        return None
+    lines = ["### Settings that differ between rows", ""]
+    for key, by_value in results.differing.items():
+        values = "; ".join(
+            f"`{value}`: " + ", ".join(sorted(set(variants)))
+            for value, variants in sorted(by_value.items(), key=lambda v: -len(v[1]))
+        )
+        lines.append(f"- `{key}` — {values}")
+    return "\n".join(lines)
+
+
+CORPUS_SECTIONS: list[Callable[[CorpusResults], str | None]] = [
+    section_paper_layout,
+    section_differences,
+    section_audio,
+    section_every_variant,
+    section_settings,
+]
+"""The markdown of one corpus, in order; a section returning None is left out."""
+
+
+def _corpus_title(results: CorpusResults) -> str:
+    table = results.table
+    if results.corpus == UNKNOWN_CORPUS:
+        return (
+            "## Older summaries (no settings recorded)\n\n"
+            "Written before summaries named their corpus and settings: they cannot "
+            "be compared with the rows above. Rerun these variants."
+        )
+    tracks = ", ".join(str(n) for n in sorted(set(table["n_tracks"])))
+    audio = Counter(table["audio"])
+    named = ", ".join(
+        f"`{a}` ({n} row{'s' if n > 1 else ''})" for a, n in sorted(audio.items())
+    )
+    return (
+        f"## Corpus `{results.corpus}` ({tracks} tracks)\n\n"
+        f"Corpus fingerprint `{results.corpus}` (track ids and labels). "
+        f"Audio: {named}."
+    )
+
+
+def corpus_results(
+    table: pd.DataFrame, differences: pd.DataFrame, entries: list[Entry]
+) -> list[CorpusResults]:
+    """One :class:`CorpusResults` per corpus: most rows first, then most tracks;
+    summaries without settings last."""
+    corpora = Counter(table["corpus"])
+    tracks = table.groupby("corpus")["n_tracks"].max()
+    order = sorted(
+        corpora,
+        key=lambda c: (c == UNKNOWN_CORPUS, -corpora[c], -tracks[c], str(c)),
+    )
+    return [
+        CorpusResults(
+            corpus,
+            table[table["corpus"] == corpus].reset_index(drop=True),
+            differences[differences["corpus"] == corpus].reset_index(drop=True),
+            differing_settings([e for e in entries if e.corpus == corpus]),
+        )
+        for corpus in order
+    ]
+
+
 def tabulate_results(
-    cv_summaries: dict[str, Callable[[], dict] | dict], *fresh: dict
-) -> tuple[pd.DataFrame, str]:
+    cv_summaries: Mapping[str, Callable[[], dict] | dict], **fresh: dict
+) -> tuple[pd.DataFrame, str, pd.DataFrame]:
     """The results table of every variant that has run.
 
     Args:
-        cv_summaries: Stored summaries, variant -> summary (or its loader): the
-            latest result of each variant run so far.
-        *fresh: Summaries produced in this run; listing them as inputs also makes
-            Kedro build the table after those variants.
+        cv_summaries: The results store: ``<variant>/<audio>__<corpus>`` ->
+            summary (or its loader).
+        **fresh: Variant -> summary produced in this run; listing them as inputs
+            also makes Kedro build the table after those variants.
 
     Returns:
-        ``results_table`` (one row per variant: mean, sd and pooled scores) and
-        ``results_markdown`` (the paper's layout, then every variant, then the
-        paper's published numbers).
+        ``results_table`` (one row per variant × audio × corpus), ``results_markdown``
+        (per corpus: the paper's layout, paired differences from the mix baselines,
+        audio side by side, every variant, differing settings; then the paper's
+        published numbers) and ``results_differences``.
     """
-    table = collect_summaries(cv_summaries, fresh)
+    entries = collect_entries(cv_summaries, fresh)
+    table = tabulate_rows(entries)
+    differences = tabulate_differences(entries)
     parts = [
         "# Results",
         "",
-        "Nested cross-validation; cells are mean ± sample sd over outer folds. "
-        "Pooled scores (all out-of-fold predictions as one set) are in the table of "
-        "every variant and in results_table.csv.",
+        "Nested cross-validation. Each row is one variant on one audio (`mix`, the "
+        "corpus' true stems `oracle`, or a separator's stems) and one corpus; rows "
+        "of different corpora are never compared. Spread: *pooled* scores are "
+        "mean ± sd over training repeats (seeds), *folds* scores mean ± sd over "
+        "outer folds × repeats. Differences from the mix baselines are paired by "
+        "test fold, with 95 % intervals corrected for overlapping training sets.",
     ]
     if table.empty:
         parts += ["", "No variant has run yet."]
     else:
-        fold_sets = table["folds"].nunique()
-        if fold_sets > 1:
+        groups = corpus_results(table, differences, entries)
+        if len([g for g in groups if g.corpus != UNKNOWN_CORPUS]) > 1:
             parts += [
                 "",
-                f"**Warning:** these rows come from {fold_sets} different fold "
-                "assignments (runs on other data or settings); compare only rows "
-                "with the same `folds` in results_table.csv.",
+                f"**These results come from {len(groups)} corpora**; each has its "
+                "own section, and no figure is compared across them.",
             ]
-        separators = sorted(set(table["audio"]) - {"mix"})
-        if separators:
-            parts += ["", "Stems from: " + ", ".join(f"`{s}`" for s in separators)]
-        if len(separators) > 1:
-            parts += [
-                "",
-                f"**Warning:** the stem-based rows come from {len(separators)} "
-                "different separators (each variant keeps its latest run); see the "
-                "`audio` column of every variant below.",
-            ]
-        grid, _ = paper_layout(table, with_sd=True)
-        parts += [
-            "",
-            "## In the paper's layout",
-            "",
-            "EmoMucs rows fuse all four stems; C2D mid fusion cuts the hidden layer "
-            "this project adds to C2D (the paper has no C2D mid fusion); attention "
-            "fusion is the poster's future work (no published numbers).",
-            "",
-            grid,
-            "",
-            "## Every variant",
-            "",
-            _all_variants(table),
-        ]
+        for group in groups:
+            parts += ["", _corpus_title(group)]
+            for section in CORPUS_SECTIONS:
+                text = section(group)
+                if text:
+                    parts += ["", text]
     paper_grid, _ = paper_layout(PAPER_RESULTS.assign(sources=_paper_sources()), False)
     parts += [
         "",
@@ -259,7 +726,7 @@ def tabulate_results(
         paper_grid,
         "",
     ]
-    return table, "\n".join(parts)
+    return table, "\n".join(parts), differences
 
 
 def _paper_sources() -> list[str]:

@@ -14,15 +14,19 @@ def create_reporting_pipeline(variants: Sequence[str] = ()) -> Pipeline:
 
     Args:
         variants: Namespaces run in the same ``kedro run``; their ``cv_summary``
-            become inputs too, so the table is built after them. Leave empty to
+            become inputs too (keyword arguments named by the namespace), so the
+            table is built after them. Leave empty to
             tabulate stored results only.
     """
     return Pipeline(
         [
             Node(
                 tabulate_results,
-                ["cv_summaries", *[f"{v}.cv_summary" for v in variants]],
-                ["results_table", "results_markdown"],
+                {
+                    "cv_summaries": "cv_summaries",
+                    **{v: f"{v}.cv_summary" for v in variants},
+                },
+                ["results_table", "results_markdown", "results_differences"],
                 name="tabulate_results",
             ),
             Node(
