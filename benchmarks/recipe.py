@@ -17,7 +17,8 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
   lowest validation MSE predicting the outer fold's test tracks;
 - **C1D** on each stem and **EmoMucs-C1D late fusion** (freeze and full) with the
   **paper** recipe (``conf/paper``: flatten, summed MSE, lr 0.005, batch 64, no
-  standardisation) and the **base** recipe (``conf/base``), each read from the
+  standardisation), the **base** recipe (``conf/base``) and **base-flatten** (base
+  with the paper's flattening C1D, isolating the pooling), each read from the
   environment's ``training`` and ``networks`` blocks, with ``max_epochs`` capped at
   ``--max-epochs`` (200; the paper's 10000 would run for hours; the cap is recorded, with
   how many splits reached it).
@@ -25,8 +26,9 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
 On a shared machine, run the recipes as two processes and merge them::
 
     python benchmarks/recipe.py --recipes paper --output recipe-paper &
+    python benchmarks/recipe.py --recipes base-flatten --output recipe-flatten &
     python benchmarks/recipe.py --recipes base --output recipe-base
-    python benchmarks/recipe.py --merge benchmarks/results/recipe-{paper,base}.json
+    python benchmarks/recipe.py --merge benchmarks/results/recipe-{paper,flatten,base}.json
 
 Writes ``benchmarks/results/recipe.json`` and ``recipe.md``. Timings are seconds on
 this machine at its current load (recorded): compare them as ratios within one run.
@@ -57,7 +59,9 @@ from emomucs.training.metrics import DIMENSIONS, score
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 log = logging.getLogger("recipe")
-RECIPES = ("paper", "base")
+RECIPES = ("paper", "base-flatten", "base")
+"""Columns: the paper env, base's training with the paper's C1D (flatten: base's
+recipe before C1D pooled over time), and base."""
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -71,8 +75,10 @@ def newest(path: Path) -> Path:
     return versions[-1]
 
 
-def recipe(env: str, max_epochs: int) -> dict:
-    """An environment's ``training`` block and ``networks`` block (base under it)."""
+def recipe(name: str, max_epochs: int) -> dict:
+    """An environment's ``training`` block and ``networks`` block (base under it);
+    ``base-flatten`` is base with C1D's ``pooling: flatten``."""
+    env = "base" if name == "base-flatten" else name
     base = ROOT / "conf" / "base" / "parameters"
     blocks = {}
     for file, key in (("training.yml", "training"), ("experiments.yml", "networks")):
@@ -81,6 +87,9 @@ def recipe(env: str, max_epochs: int) -> dict:
         if env != "base" and override.exists():
             values = yaml.safe_load(override.read_text()).get(key, values)
         blocks[key] = values
+    if name == "base-flatten":
+        networks = blocks["networks"]
+        networks["C1D"] = {**networks.get("C1D", {}), "pooling": "flatten"}
     training = {
         **blocks["training"],
         "max_epochs": min(int(blocks["training"]["max_epochs"]), max_epochs),
@@ -174,6 +183,7 @@ def run_network(spec, features, table, folds, settings, pretrained=None) -> dict
 
 
 def markdown(result: dict) -> str:
+    columns = [name for name in RECIPES if name in result["recipes"]]
     lines = [
         "# Recipe benchmark",
         "",
@@ -186,8 +196,8 @@ def markdown(result: dict) -> str:
         "Pooled out-of-fold R² (valence / arousal). Ridge: per-band log-mel mean and sd,",
         "trained and selected on the same inner splits as the networks.",
         "",
-        "| inputs | ridge | paper recipe | base recipe |",
-        "|---|---|---|---|",
+        "| inputs | ridge | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
     ]
 
     def cell(entry: dict | None) -> str:
@@ -207,15 +217,16 @@ def markdown(result: dict) -> str:
     for row, label in result["rows"]:
         lines.append(
             f"| {label} | {cell(result['ridge'].get(row))} | "
-            f"{cell(result.get('paper', {}).get(row))} | "
-            f"{cell(result.get('base', {}).get(row))} |"
+            + " | ".join(cell(result[name].get(row)) for name in columns)
+            + " |"
         )
     lines += [
         "",
-        "Recipes (`training` and `networks.C1D` of each environment):",
+        "Recipes (`training` and `networks.C1D` of each environment; base-flatten is",
+        "base with the paper's C1D):",
         "",
     ]
-    for env in result["recipes"]:
+    for env in columns:
         settings = result["recipes"][env]
         keys = (
             "learning_rate",
@@ -343,6 +354,7 @@ def merge(paths: list[Path]) -> dict:
         if (part["features"], part["folds"]) != (merged["features"], merged["folds"]):
             raise SystemExit(f"{paths}: results of different corpora or folds")
         merged["recipes"].update(part["recipes"])
+        merged["rows"] += [row for row in part["rows"] if row not in merged["rows"]]
         merged["load_average"].append(part["load_average"])
         merged.update({env: part[env] for env in part["recipes"]})
     return merged
