@@ -148,8 +148,9 @@ def train_model(
     generator: torch.Generator | None = None,
     label: str = "model",
 ) -> TrainResult:
-    """Train with Adam (AdamW with weight decay) on MSE; stop after ``patience`` epochs without a lower
-    validation MSE and restore the best weights (epoch 1's included).
+    """Train with Adam (AdamW with weight decay) on MSE; stop after ``patience``
+    epochs without a lower validation MSE and restore the best weights (epoch 1's
+    included).
 
     Frozen parameters (``requires_grad=False``) are left out of the optimiser; keeping
     frozen modules in eval mode is the model's job (see ``EmoMucs.freeze_sources``).
