@@ -20,15 +20,16 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
   standardisation), the **base** recipe (``conf/base``) and **base-flatten** (base
   with the paper's flattening C1D, isolating the pooling), each read from the
   environment's ``training`` and ``networks`` blocks, with ``max_epochs`` capped at
-  ``--max-epochs`` (200; the paper's 10000 would run for hours; the cap is recorded, with
-  how many splits reached it).
+  ``--max-epochs`` (200; the paper's 10000 would run for hours; the cap is recorded,
+  with how many splits reached it).
 
-On a shared machine, run the recipes as two processes and merge them::
+On a shared machine, run the recipes as separate processes and merge them::
 
     python benchmarks/recipe.py --recipes paper --output recipe-paper &
     python benchmarks/recipe.py --recipes base-flatten --output recipe-flatten &
     python benchmarks/recipe.py --recipes base --output recipe-base
-    python benchmarks/recipe.py --merge benchmarks/results/recipe-{paper,flatten,base}.json
+    python benchmarks/recipe.py --merge \\
+        benchmarks/results/recipe-{paper,flatten,base}.json
 
 Writes ``benchmarks/results/recipe.json`` and ``recipe.md``. Timings are seconds on
 this machine at its current load (recorded): compare them as ratios within one run.
@@ -193,8 +194,8 @@ def markdown(result: dict) -> str:
         f"{result['max_epochs']}; {result['threads']} thread(s), load average "
         f"{result['load_average']} at the start.",
         "",
-        "Pooled out-of-fold R² (valence / arousal). Ridge: per-band log-mel mean and sd,",
-        "trained and selected on the same inner splits as the networks.",
+        "Pooled out-of-fold R² (valence / arousal). Ridge: per-band log-mel mean and",
+        "sd, trained and selected on the same inner splits as the networks.",
         "",
         "| inputs | ridge | " + " | ".join(columns) + " |",
         "|---|---|" + "---|" * len(columns),
