@@ -21,7 +21,8 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
   with the paper's flattening C1D, isolating the pooling), each read from the
   environment's ``training`` and ``networks`` blocks, with ``max_epochs`` capped at
   ``--max-epochs`` (200; the paper's 10000 would run for hours; the cap is recorded,
-  with how many splits reached it).
+  with how many splits reached it) and ``training.repeats`` set to ``--repeats`` (1)
+  for every recipe.
 
 On a shared machine, run the recipes as separate processes and merge them::
 
@@ -76,7 +77,7 @@ def newest(path: Path) -> Path:
     return versions[-1]
 
 
-def recipe(name: str, max_epochs: int) -> dict:
+def recipe(name: str, max_epochs: int, repeats: int) -> dict:
     """An environment's ``training`` block and ``networks`` block (base under it);
     ``base-flatten`` is base with C1D's ``pooling: flatten``."""
     env = "base" if name == "base-flatten" else name
@@ -94,6 +95,7 @@ def recipe(name: str, max_epochs: int) -> dict:
     training = {
         **blocks["training"],
         "max_epochs": min(int(blocks["training"]["max_epochs"]), max_epochs),
+        "repeats": repeats,  # the same for every recipe, so the columns compare
         "cache_dir": None,
         "progress": False,
         "device": "cpu",
@@ -259,6 +261,7 @@ def main() -> None:
     parser.add_argument("--stems", nargs="+", default=list(SOURCES))
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="seeds per split")
     parser.add_argument(
         "--strategies", nargs="*", default=["freeze", "full"], help="late fusion"
     )
@@ -297,7 +300,9 @@ def main() -> None:
         "threads": args.threads,
         "load_average": round(os.getloadavg()[0], 2),
         "machine": platform.processor() or platform.machine(),
-        "recipes": {env: recipe(env, args.max_epochs) for env in args.recipes},
+        "recipes": {
+            env: recipe(env, args.max_epochs, args.repeats) for env in args.recipes
+        },
         "rows": [],
         "ridge": {},
     }
