@@ -133,3 +133,25 @@ def test_mismatched_checkpoint_state_is_refused():
     checkpoint["kwargs"]["hidden_units"] = 32
     with pytest.raises(ValueError, match="checkpoint state does not fit C1D"):
         from_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("fusion", ["early", "mid", "late"])
+def test_pooled_c1d_emomucs_round_trips_and_fuses_pooled_features(fusion):
+    kwargs = {"n_mels": N_MELS, "n_frames": N_FRAMES, "pooling": "stats"}
+    model = build_model(
+        "EmoMucs", source_model="C1D", source_kwargs=kwargs, sources=SOURCES,
+        fusion=fusion,
+    )  # fmt: skip
+    part = {"early": 32, "mid": 64, "late": 2}[fusion]
+    assert model.fused_size == part * len(SOURCES)
+    x = torch.randn(BATCH, len(SOURCES), N_MELS, N_FRAMES)
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(x).sum().backward()
+    optimiser.step()
+    loaded = roundtrip(to_checkpoint(model))
+    assert loaded["kwargs"]["source_kwargs"]["pooling"] == "stats"
+    rebuilt = from_checkpoint(loaded)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))

@@ -148,3 +148,37 @@ def test_construction_is_deterministic_under_manual_seed(name):
     same = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     differ = any(not torch.equal(states[0][k], states[2][k]) for k in states[0])
     assert same and differ
+
+
+@pytest.mark.parametrize(
+    ("pooling", "size"), [("mean", 16), ("max", 16), ("stats", 32)]
+)
+@pytest.mark.parametrize("n_frames", [64, 128, 431])
+def test_c1d_pooling_over_time_gives_a_size_independent_of_clip_length(
+    pooling, size, n_frames
+):
+    model = C1D(n_mels=N_MELS, n_frames=n_frames, pooling=pooling).eval()
+    x = torch.randn(BATCH, N_MELS, n_frames)
+    assert model.feature_size == size
+    assert model.features(x).shape == (BATCH, size)
+    assert model(x).shape == (BATCH, 2)
+
+
+def test_c1d_stats_pooling_is_mean_and_sd_of_the_last_feature_map():
+    model = C1D(n_mels=N_MELS, n_frames=N_FRAMES, pooling="stats").eval()
+    x = torch.randn(BATCH, N_MELS, N_FRAMES)
+    with torch.no_grad():
+        feature_map = model.feature_net[:-1](x)  # (batch, 16, 5)
+        pooled = model.features(x)
+    assert feature_map.shape == (BATCH, 16, 5)
+    torch.testing.assert_close(pooled[:, :16], feature_map.mean(dim=-1))
+    torch.testing.assert_close(pooled[:, 16:], feature_map.std(dim=-1, correction=0))
+
+
+def test_c1d_flatten_is_the_default_and_unknown_pooling_is_refused():
+    assert C1D(n_mels=N_MELS, n_frames=N_FRAMES).init_kwargs["pooling"] == "flatten"
+    with pytest.raises(ValueError, match="C1D: unknown pooling 'median'"):
+        C1D(n_mels=N_MELS, n_frames=N_FRAMES, pooling="median")
+    wave = WaveC1D(n_samples=16256, kernel_size=256, stride=128, pooling="mean")
+    assert wave.feature_size == 16
+    assert wave(torch.randn(2, 16256)).shape == (2, 2)

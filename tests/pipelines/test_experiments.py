@@ -89,7 +89,13 @@ def test_paper_environment_has_the_papers_settings():
     assert paper["training"]["max_epochs"] == 10000
     assert paper["training"]["patience"] == 15
     assert paper["training"]["learning_rate"] == 0.005
+    assert paper["training"]["batch_size"] == 64
+    assert paper["training"]["loss_reduction"] == "sum"
+    assert paper["training"]["weight_decay"] == 0
+    assert paper["training"]["standardise"] is False
+    # {}: the paper's architectures, C1D flattened (base averages over time).
     assert all(kwargs == {} for kwargs in paper["networks"].values())
+    assert _config("local", "parameters")["networks"]["C1D"] == {"pooling": "mean"}
     assert paper["features"]["log_mel"] == {
         "n_mels": 40,
         "n_fft": 1024,

@@ -92,3 +92,48 @@ def test_batches_cover_everything_without_a_batch_of_one():
     assert [len(c) for c in batches(8, 4, None)] == [4, 4]
     with pytest.raises(ValueError, match="training.patience"):
         TrainOptions(patience=0)
+
+
+def test_train_loss_is_per_value_for_both_reductions():
+    # lr 0: the weights stay at 0, so each epoch's loss is the targets' mean square.
+    losses = {}
+    for reduction in ("sum", "mean"):
+        options = TrainOptions(
+            learning_rate=0.0,
+            max_epochs=1,
+            batch_size=3,
+            loss_reduction=reduction,
+            progress=False,
+        )
+        result = train_model(_bias_model(), _data(0.5), _data(0.5), options)
+        losses[reduction] = result.history[0]["train_loss"]
+    assert losses["sum"] == pytest.approx(0.25)
+    assert losses["mean"] == pytest.approx(0.25)
+
+
+def test_weight_decay_pulls_weights_that_the_loss_does_not_need_to_zero():
+    # Targets 0 and outputs 0 from the bias alone: only decay moves the weight.
+    def trained(weight_decay: float) -> nn.Module:
+        model = _bias_model()
+        with torch.no_grad():
+            model.weight.fill_(1.0)
+        x, y = torch.zeros(8, 1), torch.zeros(8, 2)
+        options = TrainOptions(
+            learning_rate=0.1, max_epochs=5, patience=5,
+            weight_decay=weight_decay, progress=False,
+        )  # fmt: skip
+        train_model(model, (x, y), (x, y), options)
+        return model
+
+    assert torch.equal(trained(0.0).weight, torch.ones(2, 1))
+    decayed = trained(0.5).weight
+    assert torch.all(decayed < 1.0) and torch.all(decayed > 0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"weight_decay": -0.1}, "weight_decay"), ({"loss_reduction": "max"}, "'max'")],
+)
+def test_bad_weight_decay_or_reduction_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainOptions(**kwargs)

@@ -390,3 +390,32 @@ def test_attention_weights_rank_the_sources_that_carry_each_label():
             for i, source in enumerate(SOURCES):
                 stored = part[attention_column(dimension, source)].to_numpy()
                 assert np.allclose(weights[:, d, i], stored, atol=1e-5)
+
+
+def test_pooling_over_time_learns_a_cue_that_moves_in_time():
+    """Valence is the pitch of three short notes at random times in the vocals
+    (tests/training/synthetic.py::make_note_corpus).
+
+    C1D flattened (the paper) must learn the pitch at every time position from ~32
+    training tracks; averaged over time (base) it learns it once. Measured with
+    these settings over corpus seeds 0-2: valence R² 0.70-0.74 averaged, 0.33-0.49
+    flattened (gap 0.25-0.37); 0.70 and 0.33 for the seed below.
+    """
+    from emomucs.pipelines.features.nodes import compute_log_mel
+    from tests.training.conftest import FEATURE_OPTIONS
+    from tests.training.synthetic import make_note_corpus
+
+    table, stems = make_note_corpus(n_tracks=96, seconds=3.0, seed=0)
+    features = compute_log_mel(stems, FEATURE_OPTIONS)
+    folds = assign_folds(table["musicId"], 3, 2, seed=0)
+    options = CVOptions(
+        TrainOptions(max_epochs=60, patience=10, batch_size=16, progress=False),
+        standardise=True,
+    )
+    r2 = {}
+    for pooling in ("flatten", "mean"):
+        spec = _spec(model="C1D", sources=["vocals"], model_kwargs={"pooling": pooling})
+        result = run_nested_cv(spec, features, table, folds, options)
+        r2[pooling] = score(result.predictions)["r2_valence"]
+    assert r2["mean"] > 0.5, r2
+    assert r2["mean"] > r2["flatten"] + 0.15, r2

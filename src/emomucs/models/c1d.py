@@ -23,6 +23,43 @@ def conv_pool_length(
     return lengths
 
 
+POOLINGS = ("flatten", "mean", "max", "stats")
+"""How C1D turns its last feature map into a vector: ``flatten`` (the paper: every
+time position its own weights) or a summary over time (``mean``, ``max``, or
+``stats``: mean and standard deviation per filter)."""
+
+
+class TimePool(nn.Module):
+    """Summarise ``(batch, channels, time)`` over time: mean, max or mean+sd.
+
+    ``stats`` concatenates the per-channel mean and (biased) standard deviation,
+    ``(batch, 2 × channels)``: the statistics a ridge on per-band means and sds
+    sees, computed on learnt channels instead of mel bands.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in ("mean", "max", "stats"):
+            raise ValueError(f"TimePool: unknown kind {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mean":
+            return x.mean(dim=-1)
+        if self.kind == "max":
+            return x.amax(dim=-1)
+        # The sd of a single frame is 0, not NaN (unbiased would divide by 0).
+        return torch.cat([x.mean(dim=-1), x.std(dim=-1, correction=0)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
+
+
+def pooled_size(channels: int, pooling: str) -> int:
+    """Features per example after :class:`TimePool` over ``channels``."""
+    return 2 * channels if pooling == "stats" else channels
+
+
 def conv1d_body(
     in_channels: int,
     n_frames: int,
@@ -30,18 +67,25 @@ def conv1d_body(
     kernel_size: int,
     pool_size: int,
     owner: str,
+    pooling: str = "flatten",
 ) -> tuple[nn.Sequential, int]:
-    """The C1D convolutional part: (conv1d → max-pool → batch-norm) × n, flatten.
+    """The C1D convolutional part: (conv1d → max-pool → batch-norm) × n, then
+    flatten (the original) or a pooling over time (:data:`POOLINGS`).
 
     No activation between the blocks, as in the original.
 
     Returns:
         The module, mapping ``(batch, in_channels, n_frames)`` to
-        ``(batch, flattened)``, and the flattened size.
+        ``(batch, feature_size)``, and that size.
 
     Raises:
-        ValueError: if ``n_frames`` is too short to survive the pooling.
+        ValueError: if ``n_frames`` is too short to survive the pooling, or the
+            pooling is unknown.
     """
+    if pooling not in POOLINGS:
+        raise ValueError(
+            f"{owner}: unknown pooling {pooling!r}; expected one of {list(POOLINGS)}"
+        )
     n_filters = list(n_filters)
     if not n_filters:
         raise ValueError(f"{owner}: n_filters must name at least one conv layer")
@@ -61,8 +105,11 @@ def conv1d_body(
             nn.MaxPool1d(pool_size),
             nn.BatchNorm1d(c_out),
         ]
-    layers.append(nn.Flatten(1))
-    return nn.Sequential(*layers), lengths[-1] * n_filters[-1]
+    if pooling == "flatten":
+        layers.append(nn.Flatten(1))
+        return nn.Sequential(*layers), lengths[-1] * n_filters[-1]
+    layers.append(TimePool(pooling))
+    return nn.Sequential(*layers), pooled_size(n_filters[-1], pooling)
 
 
 def dense_head(
@@ -87,6 +134,12 @@ class C1D(SourceModel):
     BN → flatten (816 at 40 mels × 862 frames) → dropout → FC 64 → ReLU →
     dropout → FC 2. Kaiming-uniform conv, Xavier-uniform FC initialisation.
 
+    ``pooling`` other than ``flatten`` (this project's option) replaces the flatten
+    with a summary over time (:class:`TimePool`): 16 features for ``mean``/``max``,
+    32 for ``stats``, whatever the clip length. Flattening gives each of the 51 time
+    positions its own 64 weights per filter, which ~40 training tracks cannot pin
+    down; a summary over time is what a ridge on per-band statistics sees.
+
     Input ``(batch, n_mels, n_frames)``; output ``(batch, n_outputs)``, linear.
 
     Args:
@@ -98,6 +151,8 @@ class C1D(SourceModel):
         hidden_units: units of the hidden FC layer.
         dropout: dropout before each FC layer.
         n_outputs: predicted values (valence, arousal).
+        pooling: ``flatten`` (the paper), ``mean``, ``max`` or ``stats`` (mean and
+            sd) over time, see :data:`POOLINGS`.
     """
 
     name = "C1D"
@@ -112,6 +167,7 @@ class C1D(SourceModel):
         hidden_units: int = 64,
         dropout: float = 0.5,
         n_outputs: int = 2,
+        pooling: str = "flatten",
     ) -> None:
         super().__init__()
         self.init_kwargs = {
@@ -123,10 +179,17 @@ class C1D(SourceModel):
             "hidden_units": int(hidden_units),
             "dropout": float(dropout),
             "n_outputs": int(n_outputs),
+            "pooling": str(pooling),
         }
         self.n_mels, self.n_frames = int(n_mels), int(n_frames)
         self.feature_net, self.feature_size = conv1d_body(
-            self.n_mels, self.n_frames, n_filters, kernel_size, pool_size, self.name
+            self.n_mels,
+            self.n_frames,
+            n_filters,
+            kernel_size,
+            pool_size,
+            self.name,
+            pooling,
         )
         self.hidden_net, self.output_net = dense_head(
             self.feature_size, hidden_units, n_outputs, dropout

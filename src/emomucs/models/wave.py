@@ -134,6 +134,7 @@ class WaveC1D(SourceModel):
         hidden_units: units of the hidden FC layer.
         dropout: dropout before each FC layer.
         n_outputs: predicted values.
+        pooling: how the C1D body ends, see :data:`emomucs.models.c1d.POOLINGS`.
     """
 
     name = "WaveC1D"
@@ -154,6 +155,7 @@ class WaveC1D(SourceModel):
         hidden_units: int = 64,
         dropout: float = 0.5,
         n_outputs: int = 2,
+        pooling: str = "flatten",
     ) -> None:
         super().__init__()
         self.init_kwargs = {
@@ -171,6 +173,7 @@ class WaveC1D(SourceModel):
             "hidden_units": int(hidden_units),
             "dropout": float(dropout),
             "n_outputs": int(n_outputs),
+            "pooling": str(pooling),
         }
         self.n_samples = int(n_samples)
         padding = kernel_size // 2
@@ -185,6 +188,7 @@ class WaveC1D(SourceModel):
             conv_kernel_size,
             pool_size,
             self.name,
+            pooling,
         )
         # The body's and head's init first, so the filterbank keeps its own.
         body.apply(init_weights)
