@@ -157,14 +157,21 @@ def _place(
 
 def _chosen(
     rng: np.random.Generator, steps: tuple[int, ...], share: float
-) -> list[int]:
-    """``round(share * len(steps))`` of ``steps``, which ones drawn at random.
+) -> list[tuple[int, float]]:
+    """``share * len(steps)`` of ``steps`` as ``(step, weight)``: which ones is drawn
+    at random, the count is not.
 
-    A fixed count (not a coin per step) keeps a track's busyness exactly the one its
-    cue asks for; only where the extra hits fall is left to chance.
+    Whole hits weigh 1 and the fractional remainder is one softer hit, so the drums'
+    energy grows smoothly with the cue instead of in steps of one hit (a coin per
+    step, or a rounded count, would blur the cue the labels are made of).
     """
-    count = round(float(np.clip(share, 0.0, 1.0)) * len(steps))
-    return sorted(int(step) for step in rng.permutation(steps)[:count])
+    count = float(np.clip(share, 0.0, 1.0)) * len(steps)
+    order = rng.permutation(steps)
+    whole = int(count)
+    chosen = [(int(step), 1.0) for step in order[:whole]]
+    if whole < len(steps) and count > whole:
+        chosen.append((int(order[whole]), count - whole))
+    return sorted(chosen)
 
 
 def _drum_pattern(
@@ -172,15 +179,13 @@ def _drum_pattern(
 ) -> dict[str, list[tuple[int, float]]]:
     """One bar of (step, velocity) per drum; density adds kicks, ghost notes, 16ths."""
     kick = [(0, 1.0), (8, 0.95)]
-    kick += [(step, 0.8) for step in _chosen(rng, (10, 6, 14, 3, 11), density)]
+    kick += [(step, 0.8 * w) for step, w in _chosen(rng, (10, 6, 14, 3, 11), density)]
     snare = [(4, 1.0), (12, 1.0)]
-    snare += [(step, 0.35) for step in _chosen(rng, (7, 9, 15, 13), density)]
+    snare += [(step, 0.35 * w) for step, w in _chosen(rng, (7, 9, 15, 13), density)]
     hats = [(step, 0.9) for step in (0, 4, 8, 12)]
-    hats += [(step, 0.6) for step in _chosen(rng, (2, 6, 10, 14), 2.0 * density)]
-    hats += [
-        (step, 0.45)
-        for step in _chosen(rng, tuple(range(1, 16, 2)), 2.0 * density - 1.0)
-    ]
+    hats += [(step, 0.6 * w) for step, w in _chosen(rng, (2, 6, 10, 14), 2 * density)]
+    odd = tuple(range(1, 16, 2))
+    hats += [(step, 0.45 * w) for step, w in _chosen(rng, odd, 2 * density - 1)]
     return {"kick": kick, "snare": snare, "hat": hats}
 
 
@@ -369,7 +374,11 @@ def _vocals(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.nd
     vibrato = depth * np.sin(2 * np.pi * rng.uniform(5.0, 6.5) * since)
     f0 = midi_to_hz(semitones + vibrato)
     note = _held(grid.samples, starts, np.arange(len(starts), dtype=float)).astype(int)
-    vowels = list(rng.choice(list(_VOWEL_FORMANTS), size=len(starts)))
+    # the vowels take turns (from a random one): every clip sings each about as
+    # often, so the formants, which carry no label, move its band statistics little
+    names = list(_VOWEL_FORMANTS)
+    first = int(rng.integers(len(names)))
+    vowels = [names[(first + note) % len(names)] for note in range(len(starts))]
     tables = _vocal_tables(
         midi_to_hz(np.array(pitches)), vowels, design.vocal_brightness
     )
