@@ -17,6 +17,7 @@ from emomucs.pipelines import (
     features,
     ingestion,
     plots,
+    reference,
     reporting,
     separation,
     separator_training,
@@ -54,6 +55,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "data": data,
         "separation": separated,
         "features": separated + features.create_pipeline(),
+        "reference": separated + reference.create_pipeline(),
         "reporting": reporting.create_pipeline(),
         "plots": plots.create_pipeline(),
     }

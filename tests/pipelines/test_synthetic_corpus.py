@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from omegaconf import OmegaConf
@@ -19,7 +20,12 @@ from omegaconf import OmegaConf
 from emomucs import SOURCES
 from emomucs.pipelines.synthetic_corpus import create_pipeline
 from emomucs.pipelines.synthetic_corpus.nodes import mix_stems, render_multitrack
-from emomucs.synthetic import design_corpus, render_track
+from emomucs.synthetic import (
+    CUE_SOURCES,
+    chorus_durations,
+    design_corpus,
+    render_track,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CATALOG = PROJECT_ROOT / "conf" / "base" / "catalog" / "synthetic_corpus.yml"
@@ -34,6 +40,7 @@ OUTPUTS = [
     "synthetic_stems",
     "synthetic_ground_truth",
     "synthetic_ceiling",
+    "synthetic_contributions",
     "synthetic_multitrack",
 ]
 MM_SS = re.compile(r"^\d{2}:[0-5]\d$")
@@ -142,10 +149,9 @@ def test_audio_matches_the_metadata_and_stems_sum_to_the_mix(in_memory):
 def test_ground_truth_and_ceiling_describe_the_labels(in_memory):
     outputs, options = in_memory
     truth = outputs["synthetic_ground_truth"]
-    for column in ("tempo_bpm", "drum_density", "drum_intensity", "major"):
-        assert column in truth
-    for column in ("brightness", "vocal_midi", "mode", "render_seed"):
-        assert column in truth
+    for column in (*CUE_SOURCES, "tempo_bpm", "major", "mode", "render_seed"):
+        assert column in truth or column == "vocal_register"
+    assert "vocal_midi" in truth
     annotations = outputs["synthetic_static_annotations"]
     np.testing.assert_array_equal(truth["arousal"], annotations["Arousal(mean)"])
     noise = (
@@ -164,6 +170,57 @@ def test_ground_truth_and_ceiling_describe_the_labels(in_memory):
             1 - result["noise_var"] / result["expected_label_var"]
         )
         assert -1 <= result["r2_empirical"] <= 1
+
+
+def test_contributions_give_each_source_its_share_of_each_dimension(in_memory):
+    outputs, _ = in_memory
+    contributions = outputs["synthetic_contributions"]
+    json.dumps(contributions)  # the catalog writes it as json
+    assert contributions["cue_sources"] == CUE_SOURCES
+    for dimension in ("arousal", "valence"):
+        shares = contributions[dimension]
+        assert set(shares) == set(SOURCES)
+        assert all(share >= 0 for share in shares.values())
+        assert sum(shares.values()) == pytest.approx(1.0)
+        weights = contributions["label_function_weights"][dimension]
+        carriers = {CUE_SOURCES[name] for name in weights}
+        assert {s for s, share in shares.items() if share > 0} == carriers
+        assert sum(contributions["weight_shares"][dimension].values()) == pytest.approx(
+            1.0
+        )
+
+
+def test_benchmark_environment_has_pmemos_size_and_shape():
+    """Through Kedro's config loader, as ``kedro run --env benchmark`` reads it."""
+    base, benchmark = (
+        OmegaConfigLoader(
+            str(PROJECT_ROOT / "conf"), base_env="base", default_run_env=env
+        )
+        for env in ("local", "benchmark")
+    )
+    options = benchmark["parameters"]["synthetic_corpus"]
+    assert options["n_tracks"] == 794
+    lengths = chorus_durations(
+        np.random.default_rng(options["seed"]),
+        options["n_tracks"],
+        *options["chorus_range_s"],
+        options["short_below_s"],
+        options["short_fraction"],
+    )
+    clip = benchmark["parameters"]["clipping"]["clip_seconds"]
+    assert (lengths < clip).sum() == 59
+    # only the size and the short share differ from base (an environment replaces a
+    # whole top-level key, so the block repeats the rest)
+    default = base["parameters"]["synthetic_corpus"]
+    differing = {key for key in default if default[key] != options[key]}
+    assert differing == {"n_tracks", "short_fraction"}
+    # its own root, so the default corpus stays where the base run expects it
+    catalog = benchmark["catalog"]
+    root = Path(catalog["synthetic_metadata"]["filepath"]).parent
+    assert root != Path(base["catalog"]["synthetic_metadata"]["filepath"]).parent
+    assert Path(catalog["corpus_ceiling"]["filepath"]).parent == root
+    assert Path(catalog["synthetic_contributions"]["filepath"]).parent == root
+    assert catalog["synthetic_multitrack"] == base["catalog"]["synthetic_multitrack"]
 
 
 def test_multitrack_has_four_equal_stems_per_song(in_memory):
@@ -236,6 +293,8 @@ def test_written_corpus_reads_back_like_the_real_pmemo_samples(
         np.testing.assert_array_equal(mix.T / 32768.0, render_track(design).sum(axis=0))
     ceiling = json.loads((root / "ceiling.json").read_text())
     assert set(ceiling) >= {"noise_sd", "arousal", "valence"}
+    contributions = json.loads((root / "contributions.json").read_text())
+    assert set(contributions) >= {"definition", "arousal", "valence"}
     truth = pd.read_csv(root / "ground_truth.csv")
     assert truth["musicId"].tolist() == metadata["musicId"].tolist()
     multitrack = tmp_path / "data" / "01_raw" / "synthetic" / "multitrack"

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from emomucs import SOURCES
+from emomucs.pipelines.features.nodes import log_mel
 from emomucs.synthetic import (
     AROUSAL_WEIGHTS,
+    CUE_SOURCES,
     VALENCE_WEIGHTS,
     TrackDesign,
     add_label_noise,
@@ -23,6 +26,7 @@ from emomucs.synthetic import (
     noiseless_labels,
     render_track,
     sample_pmemo_targets,
+    source_contributions,
     valence_of,
 )
 
@@ -30,12 +34,15 @@ RATE = 22050
 
 BASE = TrackDesign(
     music_id=1001,
-    tempo_bpm=120.0,
     drum_density=0.5,
-    drum_intensity=0.5,
-    major=1,
-    brightness=0.5,
+    drum_brightness=0.5,
+    bass_brightness=0.5,
     vocal_midi=62.0,
+    vocal_brightness=0.5,
+    other_brightness=0.5,
+    other_sustain=0.5,
+    tempo_bpm=120.0,
+    major=1,
     key=0,
     progression=0,
     duration_s=3.0,
@@ -66,7 +73,7 @@ def test_stems_have_the_expected_shape_and_are_all_audible():
 
 
 def test_stems_sum_exactly_to_the_mix_after_pcm16():
-    stems = render_track(replace(BASE, drum_intensity=1.0, drum_density=1.0), RATE)
+    stems = render_track(replace(BASE, drum_brightness=1.0, drum_density=1.0), RATE)
     mix = stems.sum(axis=0)
     written = sum(_pcm16_round_trip(stem) for stem in stems)
     np.testing.assert_array_equal(written, _pcm16_round_trip(mix))
@@ -94,48 +101,89 @@ def test_same_seed_same_corpus_other_seed_other_corpus():
     assert [d.music_id for d in first] == list(range(1001, 1007))
 
 
-def test_label_functions_respond_to_their_parameters_as_designed():
-    slow, fast = arousal_of(80, 0.5, 0.5), arousal_of(160, 0.5, 0.5)
-    assert fast - slow == pytest.approx(AROUSAL_WEIGHTS["tempo"] * 0.8)
-    assert arousal_of(120, 0.9, 0.5) > arousal_of(120, 0.1, 0.5)
-    assert arousal_of(120, 0.5, 0.9) > arousal_of(120, 0.5, 0.1)
-    assert valence_of(1, 62, 0.5) - valence_of(0, 62, 0.5) == pytest.approx(
-        VALENCE_WEIGHTS["major"]
-    )
-    assert valence_of(0, 72, 0.5) > valence_of(0, 52, 0.5)
-    assert valence_of(0, 62, 0.9) > valence_of(0, 62, 0.1)
-    # arousal ignores harmony and voice, valence ignores the drums
-    assert noiseless_labels(replace(BASE, major=0, vocal_midi=50))[0] == pytest.approx(
-        noiseless_labels(BASE)[0]
-    )
-    assert noiseless_labels(replace(BASE, tempo_bpm=170))[1] == pytest.approx(
-        noiseless_labels(BASE)[1]
-    )
-    low, high = (
-        noiseless_labels(replace(BASE, tempo_bpm=70, drum_density=0)),
-        (noiseless_labels(replace(BASE, tempo_bpm=170, drum_density=1))),
-    )
-    assert 0.0 <= low[0] < high[0] <= 1.0
+def test_label_functions_respond_to_their_cues_as_designed():
+    cues = BASE.cues()
+    for weights, label_of in (
+        (AROUSAL_WEIGHTS, arousal_of),
+        (VALENCE_WEIGHTS, valence_of),
+    ):
+        assert sum(weights.values()) == pytest.approx(1.0)
+        for name, weight in weights.items():
+            moved = label_of({**cues, name: 0.9}) - label_of({**cues, name: 0.1})
+            assert moved == pytest.approx(0.8 * weight)
+    # arousal ignores the valence cues and the other way round
+    dark = replace(BASE, vocal_midi=50.0, other_brightness=0.0, other_sustain=0.0)
+    assert noiseless_labels(dark)[0] == pytest.approx(noiseless_labels(BASE)[0])
+    busy = replace(BASE, drum_density=1.0, bass_brightness=1.0)
+    assert noiseless_labels(busy)[1] == pytest.approx(noiseless_labels(BASE)[1])
+    # every cue lives in one stem: arousal in drums and bass, valence in vocals and other
+    assert {CUE_SOURCES[n] for n in AROUSAL_WEIGHTS} == {"drums", "bass"}
+    assert {CUE_SOURCES[n] for n in VALENCE_WEIGHTS} == {"vocals", "other"}
+    lowest = replace(BASE, **{n: 0.0 for n in AROUSAL_WEIGHTS})
+    highest = replace(BASE, **{n: 1.0 for n in AROUSAL_WEIGHTS})
+    assert noiseless_labels(lowest)[0] == 0.0 and noiseless_labels(highest)[0] == 1.0
 
 
-def test_annotations_of_a_corpus_follow_the_parameters():
+def test_annotations_of_a_corpus_follow_the_cues():
     designs, labels = design_corpus(400, seed=5)
+    for name in AROUSAL_WEIGHTS:
+        cue = np.array([d.cues()[name] for d in designs])
+        assert np.corrcoef(cue, labels[:, 0])[0, 1] > 0.5, name
+    for name in VALENCE_WEIGHTS:
+        cue = np.array([d.cues()[name] for d in designs])
+        assert np.corrcoef(cue, labels[:, 1])[0, 1] > 0.5, name
+    # the nuisances carry no label
     tempo = np.array([d.tempo_bpm for d in designs])
     major = np.array([d.major for d in designs])
-    register = np.array([d.vocal_midi for d in designs])
-    assert np.corrcoef(tempo, labels[:, 0])[0, 1] > 0.5
-    assert labels[major == 1, 1].mean() > labels[major == 0, 1].mean() + 0.15
-    # register and brightness make up the valence that the mode leaves: within a
-    # mode a higher voice means a happier song
-    for mode in (0, 1):
-        same = major == mode
-        assert np.corrcoef(register[same], labels[same, 1])[0, 1] > 0.5
+    assert abs(np.corrcoef(tempo, labels[:, 0])[0, 1]) < 0.15
+    assert abs(np.corrcoef(major, labels[:, 1])[0, 1]) < 0.15
     # the annotations scatter around the label function by the noise sd
     truth = np.array([noiseless_labels(d) for d in designs])
     assert np.std(labels - truth, axis=0) == pytest.approx([0.1, 0.1], abs=0.015)
 
 
-def test_rendered_audio_carries_the_parameters():
+def test_contributions_split_each_dimension_over_the_sources_carrying_its_cues():
+    designs, _ = design_corpus(300, seed=6)
+    shares = source_contributions(designs)
+    for dimension, weights in (
+        ("arousal", AROUSAL_WEIGHTS),
+        ("valence", VALENCE_WEIGHTS),
+    ):
+        assert set(shares[dimension]) == set(SOURCES)
+        assert sum(shares[dimension].values()) == pytest.approx(1.0)
+        carriers = {CUE_SOURCES[name] for name in weights}
+        for source, share in shares[dimension].items():
+            assert share >= 0.0
+            assert (share > 0.1) if source in carriers else (share == 0.0), source
+        # cues of one dimension move together, so each source's share of the
+        # variance is close to its share of the weights
+        for source in carriers:
+            weight = sum(w for n, w in weights.items() if CUE_SOURCES[n] == source)
+            assert shares[dimension][source] == pytest.approx(weight, abs=0.1)
+
+
+def _band_means(stems: np.ndarray) -> np.ndarray:
+    """Per-source log-mel band means (dB re each stem's max), the reference's view."""
+    return log_mel(stems.mean(axis=1), RATE, 40, 1024, 512, 80.0).mean(axis=-1)
+
+
+@pytest.mark.parametrize("cue", sorted(CUE_SOURCES))
+def test_each_cue_moves_its_own_stem_in_the_log_mel_and_no_other(cue):
+    low, high = ({cue: value} for value in (0.1, 0.9))
+    if cue == "vocal_register":
+        low, high = {"vocal_midi": 52.0}, {"vocal_midi": 72.0}
+    design = replace(BASE, duration_s=4.0)
+    before = _band_means(render_track(replace(design, **low), RATE))
+    after = _band_means(render_track(replace(design, **high), RATE))
+    moved = np.abs(after - before).mean(axis=-1)
+    own = SOURCES.index(CUE_SOURCES[cue])
+    # the stem that carries the cue moves by decibels, the others only by the
+    # rounding of a common gain to the 16-bit grid
+    assert moved[own] > 1.5, moved
+    assert np.delete(moved, own).max() < 0.05, moved
+
+
+def test_rendered_audio_carries_the_cues():
     def onsets_per_second(design: TrackDesign) -> float:
         drums = render_track(design, RATE, channels=1)[0, 0]
         onsets = librosa.onset.onset_detect(
@@ -143,10 +191,10 @@ def test_rendered_audio_carries_the_parameters():
         )
         return len(onsets) / design.duration_s
 
-    slow = replace(BASE, tempo_bpm=75, drum_density=0.0, duration_s=6.0)
-    busy = replace(BASE, tempo_bpm=165, drum_density=1.0, duration_s=6.0)
-    # 2.2 times the tempo, plus 16th hi-hats and extra kicks
-    assert onsets_per_second(busy) > 2 * onsets_per_second(slow)
+    sparse = replace(BASE, drum_density=0.0, duration_s=6.0)
+    busy = replace(BASE, drum_density=1.0, duration_s=6.0)
+    # 16th hi-hats, extra kicks and ghost snares against quarter notes
+    assert onsets_per_second(busy) > 2 * onsets_per_second(sparse)
 
     def vocal_pitch(design: TrackDesign) -> float:
         vocals = render_track(design, RATE, channels=1)[3, 0]
@@ -158,13 +206,23 @@ def test_rendered_audio_carries_the_parameters():
         replace(BASE, vocal_midi=52)
     ) == pytest.approx(20, abs=4)
 
-    def centroid(design: TrackDesign) -> float:
-        other = render_track(design, RATE, channels=1)[2, 0]
-        return float(np.mean(librosa.feature.spectral_centroid(y=other, sr=RATE)))
+    def centroid(design: TrackDesign, source: str) -> float:
+        stem = render_track(design, RATE, channels=1)[SOURCES.index(source), 0]
+        return float(np.mean(librosa.feature.spectral_centroid(y=stem, sr=RATE)))
 
-    assert centroid(replace(BASE, brightness=1.0)) > 1.5 * centroid(
-        replace(BASE, brightness=0.0)
-    )
+    for cue, source in CUE_SOURCES.items():
+        if cue.endswith("brightness"):
+            bright = centroid(replace(BASE, **{cue: 1.0}), source)
+            assert bright > 1.3 * centroid(replace(BASE, **{cue: 0.0}), source), cue
+
+    def sounding_share(design: TrackDesign) -> float:
+        other = render_track(design, RATE, channels=1)[2, 0]
+        rms = librosa.feature.rms(y=other)[0]
+        return float(np.mean(rms > 0.1 * rms.max()))
+
+    # stabs leave gaps between the chords that held chords fill
+    held, stabs = (replace(BASE, other_sustain=v) for v in (1.0, 0.0))
+    assert sounding_share(held) > sounding_share(stabs) + 0.4
 
 
 def test_targets_follow_the_pmemo_label_distribution():

@@ -5,6 +5,8 @@ Pure numpy/scipy, no Kedro and no I/O; the ``synthetic_corpus`` pipeline writes 
 
 from .design import (
     AROUSAL_WEIGHTS,
+    CUE_SOURCES,
+    LABEL_WEIGHTS,
     VALENCE_WEIGHTS,
     TrackDesign,
     add_label_noise,
@@ -16,6 +18,7 @@ from .design import (
     label_ceiling,
     noiseless_labels,
     sample_pmemo_targets,
+    source_contributions,
     title_of,
     valence_of,
 )
@@ -23,6 +26,8 @@ from .render import render_track
 
 __all__ = [
     "AROUSAL_WEIGHTS",
+    "CUE_SOURCES",
+    "LABEL_WEIGHTS",
     "VALENCE_WEIGHTS",
     "TrackDesign",
     "add_label_noise",
@@ -35,6 +40,7 @@ __all__ = [
     "noiseless_labels",
     "render_track",
     "sample_pmemo_targets",
+    "source_contributions",
     "title_of",
     "valence_of",
 ]

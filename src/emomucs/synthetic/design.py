@@ -1,18 +1,21 @@
-"""Designing a synthetic corpus: emotion targets, musical parameters and their labels.
+"""Designing a synthetic corpus: emotion targets, musical cues and their labels.
 
-The label of a track is a known function of its musical parameters (:func:`arousal_of`,
+The label of a track is a known function of its cues (:func:`arousal_of`,
 :func:`valence_of`) plus Gaussian noise of a known sd, so the best R² any model can reach
-is known (:func:`label_ceiling`). The two dimensions are carried by different sources:
+is known (:func:`label_ceiling`). Every cue lives in one stem (:data:`CUE_SOURCES`) and
+shifts energy between mel bands or over time, so the paper's 40-band log-mel sees it:
 
-* arousal by the drums: tempo, drum density (hits per bar) and drum intensity (level
-  relative to the band and brightness of the hits);
-* valence by harmony and voice: mode (major/minor, heard in bass, chords and melody),
-  brightness of the chords ("other") and the register of the vocal melody.
+* arousal by the drums (density: hits per bar; brightness: tilt and ring of snare and
+  hats) and the bass (brightness: the tilt of its harmonics);
+* valence by the vocals (register; brightness: the tilt of the glottal source) and
+  "other" (brightness: the tilt of the chords; sustain: stabs to held chords).
 
-Targets are drawn from a Gaussian copula fitted to PMEmo's 767 static labels, and the
-parameters are derived from them so that the noiseless labels follow PMEmo's joint
-distribution (marginals and the arousal/valence correlation) except where a parameter
-reaches the end of its range.
+Each source's true share of each dimension follows from the construction
+(:func:`source_contributions`). Tempo, mode, key and progression are nuisances drawn
+independently of the labels. Targets are drawn from a Gaussian copula fitted to PMEmo's
+767 static labels, and the cues are derived from them so that the noiseless labels
+follow PMEmo's joint distribution (marginals and the arousal/valence correlation)
+except where a cue reaches the end of its range.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.special import ndtr
+
+from emomucs import SOURCES
 
 # PMEmo2019 static labels (767 songs): 5 % quantiles of each dimension and the
 # correlation of their normal scores (rank -> probit), on PMEmo's [0, 1] scale.
@@ -35,12 +40,32 @@ _VALENCE_QUANTILES = np.array(
 )
 _NORMAL_SCORE_CORRELATION = 0.697
 
-TEMPO_RANGE_BPM = (70.0, 170.0)
+TEMPO_RANGE_BPM = (105.0, 125.0)  # a nuisance: it carries no label
 VOCAL_RANGE_MIDI = (50.0, 74.0)  # centre of the melody: D3 (low voice) .. D5 (high)
 
-AROUSAL_WEIGHTS = {"tempo": 0.45, "drum_density": 0.35, "drum_intensity": 0.20}
-VALENCE_WEIGHTS = {"major": 0.35, "vocal_register": 0.35, "brightness": 0.30}
-"""Weights of the label functions over parameters normalised to [0, 1]; each sums to 1."""
+CUE_SOURCES = {
+    "drum_density": "drums",
+    "drum_brightness": "drums",
+    "bass_brightness": "bass",
+    "vocal_register": "vocals",
+    "vocal_brightness": "vocals",
+    "other_brightness": "other",
+    "other_sustain": "other",
+}
+"""The source whose stem carries each cue."""
+
+AROUSAL_WEIGHTS = {
+    "drum_density": 0.40,
+    "drum_brightness": 0.25,
+    "bass_brightness": 0.35,
+}
+VALENCE_WEIGHTS = {
+    "vocal_register": 0.30,
+    "vocal_brightness": 0.20,
+    "other_brightness": 0.25,
+    "other_sustain": 0.25,
+}
+"""Weights of the label functions over cues in [0, 1]; each sums to 1."""
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 PROGRESSIONS = {
@@ -48,22 +73,30 @@ PROGRESSIONS = {
     "major": ((0, 4, 5, 3), (0, 3, 4, 3), (0, 5, 3, 4), (3, 0, 4, 5)),
     "minor": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 5, 3, 4), (0, 6, 5, 6)),
 }
-_PARAMETER_JITTER = 0.12  # sd of each parameter around its dimension's target
-_MODE_SLOPE = 0.08  # how sharply P(major) rises with the valence target
+_PARAMETER_JITTER = 0.12  # sd of each cue around its dimension's target
 
 
 @dataclass(frozen=True)
 class TrackDesign:
-    """Everything needed to render one track; the label-bearing fields come first.
+    """Everything needed to render one track; the label-bearing cues come first.
+
+    Every cue is in [0, 1] (the vocal register in MIDI) and lives in one stem
+    (:data:`CUE_SOURCES`).
 
     Attributes:
         music_id: Track id (PMEmo-like).
-        tempo_bpm: Tempo in beats per minute (arousal).
-        drum_density: 0 (quarter hi-hats, two kicks a bar) .. 1 (16ths, busy kick).
-        drum_intensity: 0 .. 1: drum level over the band and brightness of hits.
-        major: 1 for a major key, 0 for minor (valence).
-        brightness: 0 (dark, few harmonics) .. 1 (bright) chords in "other" (valence).
+        drum_density: 0 (quarter hi-hats, two kicks a bar) .. 1 (16ths, busy kick,
+            ghost snares) (arousal).
+        drum_brightness: 0 (dull, short hits) .. 1 (bright, ringing hats and
+            snare) (arousal).
+        bass_brightness: 0 (round, few harmonics) .. 1 (buzzing) bass (arousal).
         vocal_midi: Centre pitch of the vocal melody, MIDI (valence).
+        vocal_brightness: 0 (dark, soft) .. 1 (bright, pressed) voice (valence).
+        other_brightness: 0 (dark) .. 1 (bright) chords in "other" (valence).
+        other_sustain: 0 (short stabs) .. 1 (held chords) in "other" (valence).
+        tempo_bpm: Tempo in beats per minute (nuisance).
+        major: 1 for a major key, 0 for minor (nuisance: 40 mel bands cannot
+            hear it).
         key: Tonic pitch class 0..11 (nuisance).
         progression: Index into ``PROGRESSIONS[mode]`` (nuisance).
         duration_s: Length of the rendered excerpt in seconds (0.1 s resolution).
@@ -72,12 +105,15 @@ class TrackDesign:
     """
 
     music_id: int
-    tempo_bpm: float
     drum_density: float
-    drum_intensity: float
-    major: int
-    brightness: float
+    drum_brightness: float
+    bass_brightness: float
     vocal_midi: float
+    vocal_brightness: float
+    other_brightness: float
+    other_sustain: float
+    tempo_bpm: float
+    major: int
     key: int
     progression: int
     duration_s: float
@@ -87,6 +123,15 @@ class TrackDesign:
     @property
     def mode(self) -> str:
         return "major" if self.major else "minor"
+
+    @property
+    def vocal_register(self) -> float:
+        """The vocal register as a cue in [0, 1]."""
+        return float(_unit(self.vocal_midi, *VOCAL_RANGE_MIDI))
+
+    def cues(self) -> dict[str, float]:
+        """Every cue in [0, 1], by name (:data:`CUE_SOURCES`)."""
+        return {name: float(getattr(self, name)) for name in CUE_SOURCES}
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -100,39 +145,70 @@ def _scale(unit: np.ndarray | float, low: float, high: float) -> np.ndarray:
     return low + np.asarray(unit, dtype=float) * (high - low)
 
 
-def arousal_of(
-    tempo_bpm: np.ndarray | float,
-    drum_density: np.ndarray | float,
-    drum_intensity: np.ndarray | float,
-) -> np.ndarray:
-    """Noiseless arousal on PMEmo's [0, 1] scale: a weighted sum of drum parameters."""
-    weights = AROUSAL_WEIGHTS
-    return (
-        weights["tempo"] * _unit(tempo_bpm, *TEMPO_RANGE_BPM)
-        + weights["drum_density"] * np.asarray(drum_density, dtype=float)
-        + weights["drum_intensity"] * np.asarray(drum_intensity, dtype=float)
-    )
+def _weighted(weights: dict[str, float], cues: dict[str, np.ndarray]) -> np.ndarray:
+    return sum(w * np.asarray(cues[name], dtype=float) for name, w in weights.items())
 
 
-def valence_of(
-    major: np.ndarray | int,
-    vocal_midi: np.ndarray | float,
-    brightness: np.ndarray | float,
-) -> np.ndarray:
-    """Noiseless valence on PMEmo's [0, 1] scale: mode, vocal register, brightness."""
-    weights = VALENCE_WEIGHTS
-    return (
-        weights["major"] * np.asarray(major, dtype=float)
-        + weights["vocal_register"] * _unit(vocal_midi, *VOCAL_RANGE_MIDI)
-        + weights["brightness"] * np.asarray(brightness, dtype=float)
-    )
+def arousal_of(cues: dict[str, np.ndarray | float]) -> np.ndarray:
+    """Noiseless arousal on PMEmo's [0, 1] scale: weighted drum and bass cues."""
+    return _weighted(AROUSAL_WEIGHTS, cues)
+
+
+def valence_of(cues: dict[str, np.ndarray | float]) -> np.ndarray:
+    """Noiseless valence on PMEmo's [0, 1] scale: weighted vocal and "other" cues."""
+    return _weighted(VALENCE_WEIGHTS, cues)
 
 
 def noiseless_labels(design: TrackDesign) -> tuple[float, float]:
     """``(arousal, valence)`` of one design, before annotation noise."""
-    arousal = arousal_of(design.tempo_bpm, design.drum_density, design.drum_intensity)
-    valence = valence_of(design.major, design.vocal_midi, design.brightness)
-    return float(arousal), float(valence)
+    cues = design.cues()
+    return float(arousal_of(cues)), float(valence_of(cues))
+
+
+LABEL_WEIGHTS = {"arousal": AROUSAL_WEIGHTS, "valence": VALENCE_WEIGHTS}
+
+
+def source_contributions(designs: list[TrackDesign]) -> dict[str, dict[str, float]]:
+    """Each source's share of each dimension's noiseless label variance.
+
+    A dimension's label is a sum of per-source parts ``y_s`` (the weighted cues of
+    source ``s``); its variance splits exactly as ``Var(y) = sum_s Cov(y_s, y)``, so
+    the share of ``s`` is ``Cov(y_s, y) / Var(y)``. Shares sum to 1 per dimension;
+    a source with no cue in a dimension has share 0. The parts of one dimension all
+    follow its target, so they correlate positively and no share is negative in
+    practice (a negative one is clipped to 0 and the rest renormalised).
+
+    Returns:
+        ``{dimension: {source: share}}`` over :data:`emomucs.SOURCES`.
+    """
+    cues = [design.cues() for design in designs]
+    shares: dict[str, dict[str, float]] = {}
+    for dimension, weights in LABEL_WEIGHTS.items():
+        parts = {
+            source: np.array(
+                [
+                    sum(
+                        w * c[n] for n, w in weights.items() if CUE_SOURCES[n] == source
+                    )
+                    for c in cues
+                ]
+            )
+            for source in SOURCES
+        }
+        total = sum(parts.values())
+        variance = float(np.var(total))
+        raw = {
+            source: max(
+                0.0, float(np.mean((part - part.mean()) * (total - total.mean())))
+            )
+            / variance
+            if variance > 0
+            else 0.0
+            for source, part in parts.items()
+        }
+        norm = sum(raw.values()) or 1.0
+        shares[dimension] = {source: value / norm for source, value in raw.items()}
+    return shares
 
 
 def sample_pmemo_targets(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -165,30 +241,37 @@ def design_from_targets(
     music_id: int,
     duration_s: float,
 ) -> TrackDesign:
-    """Musical parameters whose noiseless labels are (close to) the targets.
+    """Cues whose noiseless labels are (close to) the targets, and the nuisances.
 
-    Mode is drawn with a probability rising steeply with the valence target; register
-    and brightness then make up the rest of the valence.
+    Each dimension's cues scatter around its target (:func:`_spread`); the nuisances
+    (tempo, mode, key, progression) are drawn independently of the labels.
     """
-    drums = _spread(rng, arousal, np.array(list(AROUSAL_WEIGHTS.values())))
-    tempo, density, intensity = drums
-    probability_major = ndtr((valence - 0.5) / _MODE_SLOPE)
-    major = int(rng.random() < probability_major)
-    weight_major = VALENCE_WEIGHTS["major"]
-    rest = np.clip((valence - weight_major * major) / (1.0 - weight_major), 0.0, 1.0)
-    rest_weights = np.array(
-        [VALENCE_WEIGHTS["vocal_register"], VALENCE_WEIGHTS["brightness"]]
+    arousal_cues = dict(
+        zip(
+            AROUSAL_WEIGHTS,
+            _spread(rng, arousal, np.array(list(AROUSAL_WEIGHTS.values()))),
+            strict=True,
+        )
     )
-    register, brightness = _spread(rng, float(rest), rest_weights)
+    valence_cues = dict(
+        zip(
+            VALENCE_WEIGHTS,
+            _spread(rng, valence, np.array(list(VALENCE_WEIGHTS.values()))),
+            strict=True,
+        )
+    )
+    cues = {
+        name: round(float(v), 4) for name, v in {**arousal_cues, **valence_cues}.items()
+    }
+    register = cues.pop("vocal_register")
+    major = int(rng.random() < 0.5)
     mode = "major" if major else "minor"
     return TrackDesign(
         music_id=int(music_id),
-        tempo_bpm=round(float(_scale(tempo, *TEMPO_RANGE_BPM)), 2),
-        drum_density=round(float(density), 4),
-        drum_intensity=round(float(intensity), 4),
-        major=major,
-        brightness=round(float(brightness), 4),
         vocal_midi=round(float(_scale(register, *VOCAL_RANGE_MIDI)), 2),
+        **cues,
+        tempo_bpm=round(float(rng.uniform(*TEMPO_RANGE_BPM)), 2),
+        major=major,
         key=int(rng.integers(12)),
         progression=int(rng.integers(len(PROGRESSIONS[mode]))),
         duration_s=round(float(duration_s), 1),

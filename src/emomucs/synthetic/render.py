@@ -1,9 +1,14 @@
 """Rendering a :class:`~emomucs.synthetic.design.TrackDesign` as four stems.
 
-Drums are one-shot kick, snare and hi-hat samples placed on a 16-step grid whose busyness
-follows ``drum_density``; bass plays the roots of a chord progression; "other" plays
-the chords as pads or comping stabs whose harmonic richness follows ``brightness``; vocals
-sing a melody around ``vocal_midi`` with glides, delayed vibrato and vowel formants.
+Every emotion cue lives in one stem and moves energy between mel bands or over time,
+so 40 log-mel bands see it: drums are one-shot kick, snare and hi-hat samples on a
+16-step grid whose busyness follows ``drum_density`` and whose snare and hats brighten
+and ring longer with ``drum_brightness``; bass plays the roots of a chord progression
+with a harmonic tilt set by ``bass_brightness``; "other" plays the chords on every 8th,
+from short stabs to a held pad (``other_sustain``), with a tilt set by
+``other_brightness``; vocals sing a melody around ``vocal_midi`` with glides, delayed
+vibrato and vowel formants over a glottal source whose tilt follows
+``vocal_brightness``.
 Sources share the key, the chords and the beat, and overlap in frequency (kick and
 bass, chords and voice, hi-hats and vowels), so separating them is possible but not
 trivial. Every random choice comes from ``design.render_seed``.
@@ -150,44 +155,62 @@ def _place(
             out[..., lo:hi] += gain * sound[..., lo - position : hi - position]
 
 
+def _chosen(
+    rng: np.random.Generator, steps: tuple[int, ...], share: float
+) -> list[tuple[int, float]]:
+    """``share * len(steps)`` of ``steps`` as ``(step, weight)``: which ones is drawn
+    at random, the count is not.
+
+    Whole hits weigh 1 and the fractional remainder is one softer hit, so the drums'
+    energy grows smoothly with the cue instead of in steps of one hit (a coin per
+    step, or a rounded count, would blur the cue the labels are made of).
+    """
+    count = float(np.clip(share, 0.0, 1.0)) * len(steps)
+    order = rng.permutation(steps)
+    whole = int(count)
+    chosen = [(int(step), 1.0) for step in order[:whole]]
+    if whole < len(steps) and count > whole:
+        chosen.append((int(order[whole]), count - whole))
+    return sorted(chosen)
+
+
 def _drum_pattern(
     rng: np.random.Generator, density: float
 ) -> dict[str, list[tuple[int, float]]]:
     """One bar of (step, velocity) per drum; density adds kicks, ghost notes, 16ths."""
     kick = [(0, 1.0), (8, 0.95)]
-    for step in (10, 6, 14, 3, 11):
-        if rng.random() < 0.55 * density:
-            kick.append((step, 0.8))
+    kick += [(step, 0.8 * w) for step, w in _chosen(rng, (10, 6, 14, 3, 11), density)]
     snare = [(4, 1.0), (12, 1.0)]
-    for step in (7, 9, 15, 13):
-        if rng.random() < 0.4 * density:
-            snare.append((step, 0.3))
+    snare += [(step, 0.35 * w) for step, w in _chosen(rng, (7, 9, 15, 13), density)]
     hats = [(step, 0.9) for step in (0, 4, 8, 12)]
-    if density > 0.2 or rng.random() < 0.5:
-        hats += [(step, 0.6) for step in (2, 6, 10, 14)]
-    sixteenths = np.clip(1.6 * density - 0.6, 0.0, 1.0)
-    hats += [(s, 0.4) for s in range(1, 16, 2) if rng.random() < sixteenths]
+    hats += [(step, 0.6 * w) for step, w in _chosen(rng, (2, 6, 10, 14), 2 * density)]
+    odd = tuple(range(1, 16, 2))
+    hats += [(step, 0.45 * w) for step, w in _chosen(rng, odd, 2 * density - 1)]
     return {"kick": kick, "snare": snare, "hat": hats}
 
 
 def _drum_sounds(
-    rng: np.random.Generator, intensity: float, rate: int
+    rng: np.random.Generator, brightness: float, rate: int
 ) -> dict[str, np.ndarray]:
-    """Kick, snare and hi-hat one-shots; intensity brightens and lengthens them."""
+    """Kick, snare and hi-hat one-shots; brightness tilts the snare and hats towards
+    high frequencies and lets the hats ring longer."""
     t = np.arange(round(0.45 * rate)) / rate
     sweep = rng.uniform(45, 60) + rng.uniform(80, 130) * np.exp(-t / 0.03)
     kick = np.sin(2 * np.pi * np.cumsum(sweep) / rate) * np.exp(
-        -t / rng.uniform(0.12, 0.25)
+        -t / rng.uniform(0.15, 0.2)
     )
     click = rng.standard_normal(t.size) * np.exp(-t / 0.002)
-    kick += (0.2 + 0.6 * intensity) * click
+    kick += 0.4 * click
     noise = rng.standard_normal(t.size)
     bright = np.diff(noise, prepend=0.0)
-    snare_noise = (1 - intensity) * noise * 0.5 + intensity * bright
+    dark = lfilter([0.15], [1, -0.85], noise)
+    snare_noise = (1 - brightness) * dark + brightness * bright
     snare = 0.6 * np.sin(2 * np.pi * rng.uniform(170, 230) * t) * np.exp(-t / 0.06)
-    snare += snare_noise * np.exp(-t / (0.08 + 0.1 * intensity))
+    snare += snare_noise * np.exp(-t / (0.06 + 0.12 * brightness))
     hiss = np.diff(rng.standard_normal(t.size + 2), n=2)
-    hat = hiss * np.exp(-t / (0.025 + 0.04 * intensity))
+    hat = ((1 - brightness) * lfilter([0.3], [1, -0.7], hiss) + brightness * hiss) * (
+        np.exp(-t / (0.015 + 0.09 * brightness))
+    )
     return {
         name: (sound / np.max(np.abs(sound))).astype(np.float32)
         for name, sound in {"kick": kick, "snare": snare, "hat": hat}.items()
@@ -196,7 +219,7 @@ def _drum_sounds(
 
 def _drums(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.ndarray:
     pattern = _drum_pattern(rng, design.drum_density)
-    sounds = _drum_sounds(rng, design.drum_intensity, grid.rate)
+    sounds = _drum_sounds(rng, design.drum_brightness, grid.rate)
     jitter = 0.004 * grid.rate  # humanised timing (sd, samples)
     out = np.zeros(grid.samples, dtype=np.float32)
     for name, hits in pattern.items():
@@ -208,27 +231,14 @@ def _drums(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.nda
         velocities = np.tile(velocity, grid.bars) * rng.uniform(
             0.85, 1.0, positions.size
         )
-        if name == "snare" and design.drum_density > 0.3:
-            # a fill at the end of every fourth bar
-            fill_bars = bars[bars % 4 == 3]
-            fill = grid.sample_at(
-                fill_bars[:, None], np.arange(12, 16)[None, :]
-            ).ravel()
-            positions = np.concatenate([positions, fill])
-            velocities = np.concatenate([velocities, np.full(fill.size, 0.5)])
         _place(out, positions, sounds[name], velocities)
     return out
 
 
 def _bass(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.ndarray:
-    """Roots (with an occasional fifth or octave) in a per-track rhythm, on 8ths."""
-    rhythms = (
-        ((0, 8),),
-        ((0, 2), (2, 2), (4, 2), (6, 2)),
-        tuple((step, 1) for step in range(8)),
-        ((0, 3), (3, 1), (4, 2), (6, 2)),
-    )
-    rhythm = rhythms[rng.integers(len(rhythms))]
+    """Roots (with an occasional fifth or octave) on 8ths; ``bass_brightness`` sets
+    how slowly its harmonics fall (round to buzzing)."""
+    rhythm = ((0, 2), (2, 2), (4, 2), (6, 2))
     starts, ends, pitches = [], [], []
     for bar in range(grid.bars):
         root, _ = _chord_tones(design, bar)
@@ -241,8 +251,9 @@ def _bass(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.ndar
             pitches.append(36 + root + interval)
     starts, ends = np.array(starts), np.array(ends)
     f0 = _held(grid.samples, starts, midi_to_hz(np.array(pitches, dtype=float)))
-    partials = np.arange(1, 11)
-    table = _wavetables(partials ** -rng.uniform(1.3, 1.8))
+    partials = np.arange(1, int(_HIGHEST_PARTIAL_HZ / midi_to_hz(60)))
+    rolloff = 2.6 - 1.8 * design.bass_brightness
+    table = _wavetables(partials**-rolloff)
     envelope = _envelope(
         grid.samples, starts, ends, grid.rate, 0.005, 0.03, decay_s=0.25, sustain=0.6
     )
@@ -252,35 +263,27 @@ def _bass(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.ndar
 def _other(
     design: TrackDesign, grid: _Grid, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Chords as pads or comping stabs, two detuned layers (for stereo width)."""
+    """Chords on every 8th, from stabs to a held pad (``other_sustain``), with
+    ``other_brightness`` setting their harmonic tilt; two detuned layers (for stereo
+    width)."""
     bar_starts = grid.sample_at(np.arange(grid.bars), 0)
     chords = [tuple(_chord_tones(design, bar)[1]) for bar in range(grid.bars)]
     voicings = {
         chord: midi_to_hz(sorted(55 + (tone - 55) % 12 for tone in chord))
         for chord in chords
     }
-    rolloff = 2.4 - 1.5 * design.brightness
-    count = int(4 + 20 * design.brightness)
+    rolloff = 2.6 - 1.8 * design.other_brightness
     highest = max(hz.max() for hz in voicings.values())
-    count = min(count, int(_HIGHEST_PARTIAL_HZ / (highest * 1.01)))
+    count = int(_HIGHEST_PARTIAL_HZ / (highest * 1.01))
     table = _wavetables(np.arange(1, count + 1, dtype=float) ** -rolloff)
     bar = int(np.ceil(grid.bar_s * grid.rate)) + round(0.1 * grid.rate)  # + release
-    if rng.random() < 0.5:  # sustained pad, one swell per bar
-        starts, ends = np.array([0]), np.array([round(15.5 * grid.step_s * grid.rate)])
-        envelope = _envelope(bar, starts, ends, grid.rate, rng.uniform(0.05, 0.2), 0.08)
-    else:  # comping stabs on a per-track rhythm
-        steps = np.union1d(np.flatnonzero(rng.random(8) < 0.5) * 2, [0])
-        starts = np.round(steps * grid.step_s * grid.rate).astype(np.int64)
-        envelope = _envelope(
-            bar,
-            starts,
-            starts + round(0.12 * grid.rate),
-            grid.rate,
-            0.004,
-            0.05,
-            decay_s=0.15,
-            sustain=0.3,
-        )
+    # chords on every 8th, held for a share of it that grows with the sustain cue:
+    # short stabs at 0, one continuous pad at 1
+    steps = np.arange(0, 16, 2)
+    starts = np.round(steps * grid.step_s * grid.rate).astype(np.int64)
+    held = (0.12 + 0.88 * design.other_sustain) * 2 * grid.step_s
+    ends = starts + round(held * grid.rate)
+    envelope = _envelope(bar, starts, ends, grid.rate, 0.01, 0.04)
     # the envelope closes before each bar line, so one rendered bar per chord, reused
     # wherever the progression repeats, sounds the same as one continuous oscillator
     detune = 2.0 ** (rng.uniform(4, 10) / 1200.0)
@@ -297,8 +300,15 @@ def _other(
     return out[0], out[1]
 
 
-def _vocal_tables(f0_hz: np.ndarray, vowels: list[str]) -> np.ndarray:
-    """Harmonic amplitudes of a 1/k source through each note's vowel formants."""
+def _vocal_tables(
+    f0_hz: np.ndarray, vowels: list[str], brightness: float
+) -> np.ndarray:
+    """Harmonic amplitudes of a glottal source through each note's vowel formants.
+
+    The source falls as ``1/k**tilt``: from 2.2 (dark, soft) down to 0.6 (bright,
+    pressed) as ``brightness`` goes from 0 to 1.
+    """
+    tilt = 2.2 - 1.6 * brightness
     count = int(_HIGHEST_PARTIAL_HZ / (f0_hz.max() * 1.06))
     partials = np.arange(1, count + 1)
     amplitudes = np.empty((f0_hz.size, count))
@@ -308,7 +318,7 @@ def _vocal_tables(f0_hz: np.ndarray, vowels: list[str]) -> np.ndarray:
             gain / (1.0 + ((frequency - centre) / width) ** 2)
             for centre, width, gain in _VOWEL_FORMANTS[vowel]
         )
-        amplitudes[row] = shape / partials
+        amplitudes[row] = shape / partials**tilt
     return _wavetables(amplitudes)
 
 
@@ -338,7 +348,7 @@ def _melody(
                 eighth += length
                 continue
             weight = np.exp(-np.abs(candidates - pitch) / 2.5)
-            weight *= np.exp(-0.5 * ((candidates - centre) / 4.0) ** 2)
+            weight *= np.exp(-0.5 * ((candidates - centre) / 3.0) ** 2)
             weight *= np.where(chordal, 2.5, 1.0)
             pitch = int(rng.choice(candidates, p=weight / weight.sum()))
             end = min(eighth + length, last)
@@ -364,8 +374,14 @@ def _vocals(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.nd
     vibrato = depth * np.sin(2 * np.pi * rng.uniform(5.0, 6.5) * since)
     f0 = midi_to_hz(semitones + vibrato)
     note = _held(grid.samples, starts, np.arange(len(starts), dtype=float)).astype(int)
-    vowels = list(rng.choice(list(_VOWEL_FORMANTS), size=len(starts)))
-    tables = _vocal_tables(midi_to_hz(np.array(pitches)), vowels)
+    # the vowels take turns (from a random one): every clip sings each about as
+    # often, so the formants, which carry no label, move its band statistics little
+    names = list(_VOWEL_FORMANTS)
+    first = int(rng.integers(len(names)))
+    vowels = [names[(first + note) % len(names)] for note in range(len(starts))]
+    tables = _vocal_tables(
+        midi_to_hz(np.array(pitches)), vowels, design.vocal_brightness
+    )
     envelope = _envelope(
         grid.samples,
         starts,
@@ -377,7 +393,9 @@ def _vocals(design: TrackDesign, grid: _Grid, rng: np.random.Generator) -> np.nd
     )
     voice = _oscillate(tables, f0, grid.rate, which=note)
     breath = np.diff(rng.standard_normal(grid.samples + 1)).astype(np.float32)
-    return (voice + 0.03 * breath) * envelope
+    # the air in the voice grows with its brightness, as the harmonics do
+    air = np.float32(0.03 * (0.2 + 0.8 * design.vocal_brightness))
+    return (voice + air * breath) * envelope
 
 
 def _rms(signal: np.ndarray) -> float:
@@ -399,7 +417,9 @@ def render_track(
 
     Sources follow :data:`emomucs.SOURCES`. One gain common to all stems keeps the mix
     and every stem below 0.98 full scale, and the stems are rounded to the 16-bit grid,
-    so ``stems.sum(axis=0)`` is the exact mix.
+    so ``stems.sum(axis=0)`` is the exact mix. Each stem draws its random choices
+    from its own stream of ``design.render_seed``, so a cue changes its own stem
+    only (up to that common gain).
 
     Raises:
         ValueError: ``channels`` is not 1 or 2, or the design is too short to render.
@@ -408,22 +428,24 @@ def render_track(
         raise ValueError(
             f"track {design.music_id}: channels must be 1 or 2, got {channels}"
         )
-    rng = np.random.default_rng(design.render_seed)
+    streams = np.random.SeedSequence(design.render_seed).spawn(1 + len(SOURCES))
+    rng, *stem_rngs = (np.random.default_rng(stream) for stream in streams)
+    stem_rng = dict(zip(SOURCES, stem_rngs, strict=True))
     grid = _Grid(design, sample_rate, phase=rng.random())
     if grid.samples < 1:
         raise ValueError(
             f"track {design.music_id}: duration {design.duration_s} s is empty"
         )
-    other_a, other_b = _other(design, grid, rng)
+    other_a, other_b = _other(design, grid, stem_rng["other"])
     mono = {
-        "drums": _drums(design, grid, rng),
-        "bass": _bass(design, grid, rng),
+        "drums": _drums(design, grid, stem_rng["drums"]),
+        "bass": _bass(design, grid, stem_rng["bass"]),
         "other": other_a + other_b,
-        "vocals": _vocals(design, grid, rng),
+        "vocals": _vocals(design, grid, stem_rng["vocals"]),
     }
-    # RMS levels in dBFS; drums rise 9 dB from the least to the most intense track
+    # RMS levels in dBFS, a little different per track; no cue lives in a level
     levels = {
-        "drums": -28.0 + 9.0 * design.drum_intensity,
+        "drums": -23.0 + rng.uniform(-1.5, 1.5),
         "bass": -23.0 + rng.uniform(-1.5, 1.5),
         "other": -25.0 + rng.uniform(-1.5, 1.5),
         "vocals": -20.0 + rng.uniform(-1.5, 1.5),

@@ -25,6 +25,7 @@ from emomucs.pipelines.ingestion.nodes import (
 )
 from emomucs.synthetic import (
     AROUSAL_WEIGHTS,
+    CUE_SOURCES,
     VALENCE_WEIGHTS,
     TrackDesign,
     design_corpus,
@@ -32,6 +33,7 @@ from emomucs.synthetic import (
     label_ceiling,
     noiseless_labels,
     render_track,
+    source_contributions,
     title_of,
 )
 
@@ -39,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 ANNOTATION_COLUMNS = ["musicId", AROUSAL_COLUMN, VALENCE_COLUMN]
 _DESIGN_COLUMNS = [f.name for f in fields(TrackDesign) if f.name != "music_id"]
+_INTEGER_FIELDS = [
+    f.name for f in fields(TrackDesign) if f.type == "int" and f.name != "music_id"
+]
 
 AudioChunk = dict[str, tuple[np.ndarray, int]]
 AudioLoader = Callable[[], tuple[np.ndarray, int]]
@@ -86,7 +91,7 @@ def _designs(ground_truth: pd.DataFrame) -> list[TrackDesign]:
     designs = []
     for record in ground_truth.to_dict("records"):
         values = {name: record[name] for name in _DESIGN_COLUMNS}
-        for name in ("major", "key", "progression", "chorus_start_s", "render_seed"):
+        for name in _INTEGER_FIELDS:
             values[name] = int(values[name])
         designs.append(TrackDesign(music_id=int(record["musicId"]), **values))
     return designs
@@ -162,6 +167,50 @@ def estimate_ceiling(
             ceiling[dimension]["r2_empirical"],
         )
     return ceiling
+
+
+def estimate_contributions(ground_truth: pd.DataFrame) -> dict[str, Any]:
+    """Each source's true share of each dimension, from the corpus' construction.
+
+    A dimension's noiseless label is a weighted sum of cues, each living in one
+    stem; its variance over the corpus splits exactly into one covariance term per
+    source (:func:`emomucs.synthetic.source_contributions`).
+
+    Returns:
+        ``definition``, ``cue_sources``, ``label_function_weights``,
+        ``weight_shares`` (each source's summed cue weights) and, for ``arousal``
+        and ``valence``, ``{source: share}`` over every source, summing to 1.
+    """
+    designs = _designs(ground_truth)
+    shares = source_contributions(designs)
+    weights = {"arousal": AROUSAL_WEIGHTS, "valence": VALENCE_WEIGHTS}
+    contributions: dict[str, Any] = {
+        "definition": (
+            "share of a dimension's noiseless label variance over this corpus carried "
+            "by a source's cues: Cov(y_source, y) / Var(y), where y is the label "
+            "function and y_source the weighted sum of that source's cues"
+        ),
+        "n_tracks": len(designs),
+        "cue_sources": dict(CUE_SOURCES),
+        "label_function_weights": weights,
+        "weight_shares": {
+            dimension: {
+                source: float(
+                    sum(w for n, w in dim_weights.items() if CUE_SOURCES[n] == source)
+                )
+                for source in SOURCES
+            }
+            for dimension, dim_weights in weights.items()
+        },
+        **shares,
+    }
+    for dimension in ("arousal", "valence"):
+        logger.info(
+            "synthetic corpus: %s carried by %s",
+            dimension,
+            ", ".join(f"{s} {v:.2f}" for s, v in shares[dimension].items() if v > 0),
+        )
+    return contributions
 
 
 def _channels(options: dict[str, Any]) -> int:

@@ -1,4 +1,5 @@
-"""Synthetic corpus: designs → PMEmo tables, ceiling, stems → choruses, multitrack set."""
+"""Synthetic corpus: designs → PMEmo tables, ceiling, source contributions, stems →
+choruses, multitrack set."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -7,6 +8,7 @@ from .nodes import (
     build_static_annotations,
     design_tracks,
     estimate_ceiling,
+    estimate_contributions,
     mix_stems,
     render_multitrack,
     render_stems,
@@ -39,6 +41,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["synthetic_ground_truth", "params:synthetic_corpus"],
                 "synthetic_ceiling",
                 name="estimate_ceiling",
+            ),
+            Node(
+                estimate_contributions,
+                "synthetic_ground_truth",
+                "synthetic_contributions",
+                name="estimate_contributions",
             ),
             Node(
                 render_stems,
