@@ -81,6 +81,15 @@ class StemsCache:
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
+    @staticmethod
+    def separator_of(entry: Path) -> str | None:
+        """The separator identity an entry was written by; None when unreadable."""
+        try:
+            with np.load(entry, allow_pickle=False) as archive:
+                return str(archive["separator"])
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            return None
+
     def path(self, music_id: int, key: str) -> Path:
         if self.directory is None:
             raise RuntimeError("this stems cache is disabled")
@@ -135,8 +144,14 @@ class StemsCache:
             )
         return stems
 
-    def save(self, music_id: int, key: str, stems: np.ndarray) -> None:
-        """Write through a temporary file in the same folder, then rename into place."""
+    def save(
+        self, music_id: int, key: str, stems: np.ndarray, separator: str = ""
+    ) -> None:
+        """Write through a temporary file in the same folder, then rename into place.
+
+        ``separator`` (its identity) is kept in the entry so that ``python -m
+        emomucs.prune`` can tell the entries of other separators.
+        """
         if self.directory is None:
             return
         target = self.path(music_id, key)
@@ -147,11 +162,12 @@ class StemsCache:
         stems = np.ascontiguousarray(stems, dtype=np.float32)
         # the rate only labels the FLAC stream; any valid one decodes the same samples
         encoded = audio_codec.encode(stems, 8000)
+        members: dict[str, np.ndarray] = {"separator": np.array(str(separator))}
         if encoded is None:
-            members = {"audio": stems}
+            members["audio"] = stems
         else:
             flac, scales = encoded
-            members = {
+            members |= {
                 "flac": np.frombuffer(flac, dtype=np.uint8),
                 "scales": np.asarray(scales, dtype=np.float32),
                 "shape": np.asarray(stems.shape, dtype=np.int64),

@@ -263,7 +263,7 @@ def separate_tracks(
             for music_id, result in zip(batch, results, strict=True):
                 shapes[music_id] = result.shape
                 if cache.enabled:
-                    cache.save(music_id, keys[music_id], result)
+                    cache.save(music_id, keys[music_id], result, separator.identity)
                 else:
                     stems[music_id] = result
             bar.update(len(batch))
