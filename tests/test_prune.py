@@ -125,3 +125,15 @@ def test_keep_two_versions_and_an_explicit_separator(tmp_path, capsys):
     assert VERSIONS[0] in out and VERSIONS[1] not in out
     assert f"1-{'a' * 32}.npz" in out and f"1-{'b' * 32}.npz" not in out
     assert (paths["cache"] / f"1-{'a' * 32}.npz").exists()  # still a dry run
+
+
+def test_kedro_prune_is_the_same_command(tmp_path):
+    from click.testing import CliRunner
+
+    from emomucs.cli import cli
+
+    _project(tmp_path)
+    result = CliRunner().invoke(cli, ["prune", "--project", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "5 paths; would free (run with --delete)" in result.output
+    assert len(list((tmp_path / "data" / "03_primary" / "stems.npz").iterdir())) == 3
