@@ -276,11 +276,23 @@ def markdown(result: dict) -> str:
             f"| {'first' if index == 0 else f'rerun {index}'} | {run['seconds']} | "
             f"{run['peak_rss_mb']:,.0f} MB | {_mb(sum(run['disk'].values()))} |"
         )
+    before = result.get("before")
+    if before:
+        lines.append(
+            f"| before ({before['label']}) | {before['run']['seconds']} | "
+            f"{before['run']['peak_rss_mb']:,.0f} MB | "
+            f"{_mb(sum(before['run']['disk'].values()))} |"
+        )
     lines += ["", "## data/ per artifact after the last run", ""]
-    lines += ["| artifact | bytes |", "|---|---|"]
+    old_disk = before["run"]["disk"] if before else {}
+    header = "| artifact | bytes |" + (" before |" if before else "")
+    lines += [header, "|---|---|" + ("---|" if before else "")]
     for name, size in runs[-1]["disk"].items():
-        if size:
-            lines.append(f"| `{name}` | {_mb(size)} |")
+        if size or old_disk.get(name):
+            row = f"| `{name}` | {_mb(size)} |"
+            if before:
+                row += f" {_mb(old_disk.get(name, 0))} |"
+            lines.append(row)
     lines += [
         "",
         "## Stored audio vs float32 (same audio, same run)",
@@ -322,6 +334,12 @@ def main() -> None:
     parser.add_argument("--reruns", type=int, default=1)
     parser.add_argument("--tracks", type=int, default=16, help="for the log-mel check")
     parser.add_argument("--keep", type=Path, default=None, help="keep the scratch here")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="JSON {label, run} of the same stages measured on older code, shown beside",
+    )
     args = parser.parse_args()
     if not (ROOT / CORPUS / "PMEmo2019" / "metadata.csv").is_file():
         raise SystemExit("run `kedro run --pipeline=synthetic_corpus` first")
@@ -337,7 +355,9 @@ def main() -> None:
             run = run_stages(project, args.separator)
             run["disk"] = disk_usage(project / "data")
             runs.append(run)
-        tracks = len(pd.read_csv(latest(project, "data/03_primary/track_table.csv")))
+        tracks = len(
+            pd.read_csv(latest(project, "data/02_intermediate/clip_table.csv"))
+        )
         result = {
             "separator_option": args.separator,
             "separator": separator,
@@ -346,6 +366,7 @@ def main() -> None:
             "float32": float32_sizes(project),
             "log_mel_effect": log_mel_effect(project, args.tracks),
             "corpus": corpus_sizes(),
+            "before": json.loads(args.before.read_text()) if args.before else None,
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_before": load_before,
@@ -353,8 +374,10 @@ def main() -> None:
                 "python": platform.python_version(),
             },
         }
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        print(f"failed; the scratch project stays in {project}", file=sys.stderr)  # noqa: T201
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "footprint.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "footprint.md").write_text(markdown(result))
