@@ -1,12 +1,12 @@
 """Compact storage of float audio: 16-bit FLAC scaled to each signal's own peak.
 
-Clips, mix, stems and the stems cache are stored this way, about a quarter of their
-float32 size. Each row (one channel of one source) is divided by its own peak before
+Clips, mix, stems and the stems cache are stored this way, a third to a quarter of
+their float32 size. Each row (one channel of one source) is divided by its own peak before
 rounding to 16 bits, so the rounding error stays about 96 dB below that row's peak
 whatever its level: a quiet stem keeps its detail, and the log-mel features, which are
 in dB relative to each source's maximum and floored 80 dB below it, move by at most a
-few tenths of a dB (``benchmarks/results/footprint.md``; float16 moved them by up to
-1.7 dB at half the size). FLAC itself is lossless and deterministic, so a rerun that
+few tenths of a dB (0.38 dB at most on the corpus' true stems,
+``benchmarks/results/footprint.md``; float16 moved them by up to 1.5 dB at half the size). FLAC itself is lossless and deterministic, so a rerun that
 makes the same audio writes the same bytes.
 
 Arrays FLAC cannot hold (more than 8 rows, NaN or infinity, no samples) are kept as

@@ -134,7 +134,7 @@ def _music_like(seconds: float = 3.0, rate: int = 22050) -> np.ndarray:
 def test_flac_storage_moves_log_mel_by_under_half_a_db(tmp_path):
     """Stems stored as 16-bit FLAC scaled to each stem's peak: samples within half a
     step of that peak, log-mel within 0.5 dB (the largest difference measured on the
-    default corpus is 0.40 dB, benchmarks/results/footprint.md), a quarter of the
+    default corpus is 0.38 dB, benchmarks/results/footprint.md), under 40% of the
     float32 bytes."""
     from emomucs.audio_codec import QUANTISATION_STEP
     from emomucs.pipelines.features.nodes import log_mel

@@ -33,7 +33,7 @@ class AudioSetDataset(VersionedFileDataset[AudioSet, AudioSet]):
     """Audio of many tracks (clips, mix or stems) in one npz file, one track at a time.
 
     Each track is a member of the npz: 16-bit FLAC scaled to each row's peak
-    (:mod:`emomucs.audio_codec`, about a quarter of float32) or, with
+    (:mod:`emomucs.audio_codec`, a third to a quarter of float32) or, with
     ``codec: float32`` or where FLAC cannot hold it, the float32 array. Saving writes
     the tracks one by one, so an AudioSet whose audio is a
     :class:`~emomucs.audio.LazyAudio` is never in memory whole; loading returns a

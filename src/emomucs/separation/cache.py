@@ -11,7 +11,7 @@ Each entry is keyed by the track, a hash of the clip's samples and everything th
 shapes the stems (separator identity, application options, output rate), so changing
 any of them never reuses stale stems. Entries are written to a temporary name and
 renamed into place, so a partial file is never read back. They hold the stems as 16-bit
-FLAC scaled to each stem's peak (:mod:`emomucs.audio_codec`), a quarter of float32, the
+FLAC scaled to each stem's peak (:mod:`emomucs.audio_codec`), a third to a quarter of float32, the
 same as the ``stems`` dataset stores, so resumed and uninterrupted runs give the same
 stems. ``python -m emomucs.prune`` deletes entries no current run can use.
 """
