@@ -79,7 +79,7 @@ def test_training_cache_ignores_a_planted_entry_and_runs_none_of_it(tmp_path):
 def test_stems_cache_ignores_a_planted_entry_and_runs_none_of_it(tmp_path):
     cache = StemsCache(tmp_path)
     cache.save(7, "key", np.zeros((4, 1, 10), np.float32))
-    (entry,) = tmp_path.glob("7-*.npy")
+    (entry,) = tmp_path.glob("7-*.npz")
     marker = tmp_path / "ran"
     _plant_numpy(entry, marker)
     assert cache.load(7, "key") is None

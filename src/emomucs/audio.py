@@ -6,6 +6,7 @@ Arrays are float32 shaped ``(channels, samples)``; stems add a leading source ax
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
@@ -21,6 +22,45 @@ class AudioError(ValueError):
     """Audio that cannot be used: unreadable, empty or otherwise broken."""
 
 
+class LazyAudio(Mapping[int, np.ndarray]):
+    """``musicId -> array`` that makes each array only when it is looked up.
+
+    Stages go one track at a time, so a corpus of clips or stems never has to sit in
+    memory whole: each lookup calls that track's loader (decoding a file, cutting a
+    clip, reading a cache entry) and nothing is kept. Shapes are known without
+    loading.
+
+    Args:
+        loaders: ``musicId -> callable`` returning the track's array.
+        shapes: ``musicId -> shape`` of what each loader returns.
+    """
+
+    def __init__(
+        self,
+        loaders: Mapping[int, Callable[[], np.ndarray]],
+        shapes: Mapping[int, tuple[int, ...]],
+    ) -> None:
+        if set(loaders) != set(shapes):
+            raise ValueError("LazyAudio needs a shape for every loader")
+        self._loaders = dict(loaders)
+        self._shapes = {
+            key: tuple(int(n) for n in shape) for key, shape in shapes.items()
+        }
+
+    def __getitem__(self, music_id: int) -> np.ndarray:
+        return self._loaders[music_id]()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def shape(self, music_id: int) -> tuple[int, ...]:
+        """The shape of a track's array, without loading it."""
+        return self._shapes[music_id]
+
+
 @dataclass
 class AudioSet:
     """Audio of many tracks at one sample rate, keyed by musicId.
@@ -28,19 +68,26 @@ class AudioSet:
     Attributes:
         sample_rate: Sample rate in Hz shared by every track.
         audio: ``musicId -> array``; ``(channels, samples)`` for clips,
-            ``(sources, channels, samples)`` for stems.
+            ``(sources, channels, samples)`` for stems. A plain dict, or a
+            :class:`LazyAudio` that loads each track on lookup.
         sources: Names of the leading axis for stems, empty for clips.
         attrs: Free-form provenance (e.g. the separator identity), saved with the set.
     """
 
     sample_rate: int
-    audio: dict[int, np.ndarray]
+    audio: Mapping[int, np.ndarray]
     sources: tuple[str, ...] = ()
     attrs: dict[str, str] = field(default_factory=dict)
 
     @property
     def music_ids(self) -> list[int]:
         return sorted(self.audio)
+
+    def shape(self, music_id: int) -> tuple[int, ...]:
+        """A track's array shape; :class:`LazyAudio` tells it without loading."""
+        if isinstance(self.audio, LazyAudio):
+            return self.audio.shape(music_id)
+        return tuple(self.audio[music_id].shape)
 
     def __len__(self) -> int:
         return len(self.audio)

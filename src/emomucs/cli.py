@@ -66,3 +66,17 @@ def run(verbose: bool, **kwargs: Any) -> dict[str, Any]:
         if cause is None or verbose:
             raise
         raise click.ClickException(str(cause)) from None
+
+
+@cli.command(
+    name="prune",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def prune(args: tuple[str, ...]) -> None:
+    """``python -m emomucs.prune``: list (or ``--delete``) old versions and stale
+    stems-cache entries; ``kedro prune --help`` shows its options."""
+    from emomucs.prune import main as prune_main
+
+    raise SystemExit(prune_main(list(args)))

@@ -1,7 +1,7 @@
 """Project pipelines, registered by the names users run.
 
 Every experiment pipeline includes what it needs upstream: ingestion, clipping,
-separation, features, the shared folds, the single-source models that finetune and
+separation (only where it reads stems: the baselines read the mix), features, the shared folds, the single-source models that finetune and
 freeze start from, then the results table and figures. Two pipelines stay separate
 because they write inputs that Kedro cannot see being read: ``synthetic_corpus``
 (the files under the dataset root) and ``separator_training`` (the local Demucs repo).
@@ -37,6 +37,21 @@ def _with_data_and_reports(experiment: Pipeline, upstream: Pipeline) -> Pipeline
     )
 
 
+def _upstream_of(experiment: Pipeline, data: Pipeline, separated: Pipeline) -> Pipeline:
+    """The data and separation stages an experiment reads from.
+
+    Experiments on the stems get the whole separation stage (with its SDR report and
+    figure); those on the mix alone (the baselines) get ingestion, clipping and the
+    down-mix, and no clip is separated.
+    """
+    stages = data + separation.create_pipeline()
+    wanted = sorted(experiment.inputs() & stages.all_outputs())
+    needed = stages.to_outputs(*wanted) if wanted else Pipeline([])
+    if any(node.name == "separate_sources" for node in needed.nodes):
+        return separated
+    return data + needed + plots.create_corpus_plots_pipeline()
+
+
 def register_pipelines() -> dict[str, Pipeline]:
     """Map pipeline names to pipelines."""
     data = ingestion.create_pipeline() + clipping.create_pipeline()
@@ -60,6 +75,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "plots": plots.create_pipeline(),
     }
     for name, experiment in experiments.create_pipelines().items():
-        pipelines[name] = _with_data_and_reports(experiment, separated)
+        upstream = _upstream_of(experiment, data, separated)
+        pipelines[name] = _with_data_and_reports(experiment, upstream)
     pipelines["__default__"] = pipelines["emomucs_late"]
     return pipelines

@@ -111,7 +111,7 @@ def test_local_separator_gives_mono_stems_and_caches_every_track(corpus, tmp_pat
         "reason": "no true stems for these clips (<dataset_root>/stems is absent)",
         "separator": stems.attrs["separator"],
     }
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == len(IDS)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == len(IDS)
 
 
 def test_trained_separator_is_loaded_by_separation(corpus, tmp_path):

@@ -98,7 +98,7 @@ def test_a_killed_run_resumes_without_recomputing_finished_tracks(
     monkeypatch.setattr(separate, "separate_batch", killed_after_two_batches)
     with pytest.raises(KeyboardInterrupt):
         separate_tracks(clips, 8000, separator, 8000, options, cache, progress=False)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 4
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4
     assert not list((tmp_path / "cache").glob(".*"))  # no partial files left
 
     computed: list[int] = []
@@ -127,18 +127,18 @@ def test_another_separator_or_clip_never_reuses_cached_stems(separator, tmp_path
     second = separate_tracks(
         clips, 8000, other, 8000, ApplyOptions(), cache, progress=False
     )
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 4
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4
     assert not np.allclose(first[100], second[100])
     changed = {**clips, 100: clips[100] * 0.5}
     separate_tracks(
         changed, 8000, separator, 8000, ApplyOptions(), cache, progress=False
     )
-    assert len(list((tmp_path / "cache").glob("100-*.npy"))) == 3
+    assert len(list((tmp_path / "cache").glob("100-*.npz"))) == 3
     separate_tracks(
         clips, 8000, separator, 16000, ApplyOptions(), cache, progress=False
     )
     assert (
-        len(list((tmp_path / "cache").glob("*.npy"))) == 7
+        len(list((tmp_path / "cache").glob("*.npz"))) == 7
     )  # output rate is in the key
 
 
@@ -166,4 +166,4 @@ def test_the_seed_keys_the_cache_only_with_random_shifts(separator, tmp_path):
             seed=seed,
             progress=False,
         )
-    assert len(list(tmp_path.glob("*.npy"))) == 3  # one without shifts, two with
+    assert len(list(tmp_path.glob("*.npz"))) == 3  # one without shifts, two with

@@ -54,6 +54,5 @@ class TorchDataset(VersionedFileDataset[Any, Any]):
 
     def save(self, data: Any) -> None:
         _check_plain(data, "data")
-        buffer = io.BytesIO()
-        torch.save(data, buffer)
-        self._write_bytes(buffer.getvalue())
+        # straight to the file: no in-memory copy of a feature set of the whole corpus
+        self._write_stream(lambda stream: torch.save(data, stream))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO, Generic, TypeVar
@@ -19,6 +20,8 @@ from kedro.io.core import (
 )
 
 log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 24
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -59,42 +62,64 @@ class VersionedFileDataset(AbstractVersionedDataset[_In, _Out], Generic[_In, _Ou
             yield stream
 
     def _write_bytes(self, payload: bytes) -> None:
+        self._write_stream(lambda stream: stream.write(payload))
+
+    def _write_stream(self, write: Callable[[BinaryIO], object]) -> None:
+        """Save a new version by calling ``write`` on a binary stream.
+
+        Local files are written to a temporary name beside the target (so no copy of
+        the payload need sit in memory), then either hard-linked to the newest earlier
+        version when the bytes are the same or renamed into place.
+        """
         path = get_filepath_str(self._get_save_path(), self._protocol)
-        same = self._identical_newest_version(payload, path)
-        if same is not None and self._link(same, path):
-            log.info(
-                "%s: identical to %s, hard-linked instead of written again",
-                path,
-                same,
-            )
-        else:
+        if self._protocol != "file":
             with self._fs.open(path, mode="wb") as stream:
-                stream.write(payload)
+                write(stream)
+            self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+            return
+        folder = os.path.dirname(path) or "."
+        os.makedirs(folder, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+        )
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
+                write(stream)
+            same = self._identical_newest_version(temporary, path)
+            if same is not None and self._link(same, path):
+                log.info(
+                    "%s: identical to %s, hard-linked instead of written again",
+                    path,
+                    same,
+                )
+            else:
+                os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
-    def _identical_newest_version(self, payload: bytes, save_path: str) -> str | None:
-        """The newest earlier version of this file when its bytes equal ``payload``.
+    def _identical_newest_version(self, written: str, save_path: str) -> str | None:
+        """The newest earlier version of this file when its bytes equal ``written``'s.
 
         Every experiment run saves the clips, the mix and the stems again; on real
         PMEmo each is gigabytes, and a rerun usually produces the same bytes.
         Versions are never written in place, so they can share one file.
         """
-        if self._protocol != "file" or not self._version:
+        if not self._version:
             return None
         pattern = f"{self._filepath}/*/{self._filepath.name}"
         earlier = sorted(p for p in self._fs.glob(pattern) if p != save_path)
         if not earlier:
             return None
         newest = earlier[-1]
-        view, offset, chunk = memoryview(payload), 0, 1 << 24
         try:
-            if os.path.getsize(newest) != len(payload):
+            if os.path.getsize(newest) != os.path.getsize(written):
                 return None
-            with open(newest, "rb") as stream:
-                while block := stream.read(chunk):
-                    if block != view[offset : offset + len(block)]:
+            with open(newest, "rb") as old, open(written, "rb") as new:
+                while block := old.read(_CHUNK):
+                    if block != new.read(len(block)):
                         return None
-                    offset += len(block)
         except OSError as error:
             # An unreadable earlier version must not stop this one being saved.
             log.warning("%s: cannot compare with %s (%s)", save_path, newest, error)

@@ -10,7 +10,10 @@ source of truth: deleting the folder only costs time.
 Each entry is keyed by the track, a hash of the clip's samples and everything that
 shapes the stems (separator identity, application options, output rate), so changing
 any of them never reuses stale stems. Entries are written to a temporary name and
-renamed into place, so a partial file is never read back.
+renamed into place, so a partial file is never read back. They hold the stems as 16-bit
+FLAC scaled to each stem's peak (:mod:`emomucs.audio_codec`), a third to a quarter of float32, the
+same as the ``stems`` dataset stores, so resumed and uninterrupted runs give the same
+stems. ``python -m emomucs.prune`` deletes entries no current run can use.
 """
 
 from __future__ import annotations
@@ -20,15 +23,21 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emomucs import audio_codec
+
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Bumped when the meaning of a cached array changes, which invalidates every entry."""
+CACHE_FORMAT = 2
+"""Bumped when the meaning of a cached array changes, which invalidates every entry.
+2: FLAC entries (``.npz``) instead of float32 ``.npy``."""
+
+ENTRY_SUFFIX = ".npz"
 
 
 def audio_digest(audio: np.ndarray, sample_rate: int) -> str:
@@ -41,7 +50,7 @@ def audio_digest(audio: np.ndarray, sample_rate: int) -> str:
 
 
 class StemsCache:
-    """Stems of single tracks as ``<directory>/<musicId>-<key>.npy`` files.
+    """Stems of single tracks as ``<directory>/<musicId>-<key>.npz`` files.
 
     Args:
         directory: Where entries live; created on the first write. ``None`` gives a
@@ -72,10 +81,19 @@ class StemsCache:
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
+    @staticmethod
+    def separator_of(entry: Path) -> str | None:
+        """The separator identity an entry was written by; None when unreadable."""
+        try:
+            with np.load(entry, allow_pickle=False) as archive:
+                return str(archive["separator"])
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            return None
+
     def path(self, music_id: int, key: str) -> Path:
         if self.directory is None:
             raise RuntimeError("this stems cache is disabled")
-        return self.directory / f"{int(music_id)}-{key}.npy"
+        return self.directory / f"{int(music_id)}-{key}{ENTRY_SUFFIX}"
 
     def load(self, music_id: int, key: str) -> np.ndarray | None:
         """The cached stems, or None when absent, disabled or unreadable."""
@@ -85,8 +103,24 @@ class StemsCache:
         if not path.is_file():
             return None
         try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("not an npz entry")
+            with loaded as entry:
+                if "flac" not in entry.files:
+                    return np.asarray(entry["audio"])
+                return audio_codec.decode(
+                    entry["flac"].tobytes(),
+                    entry["scales"].tolist(),
+                    tuple(int(n) for n in entry["shape"]),
+                )
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            RuntimeError,
+            zipfile.BadZipFile,
+        ) as error:
             # Renames make partial files impossible; a damaged disk is not, so recompute.
             logger.warning(
                 "track %s: ignoring unreadable cache entry %s (%s)",
@@ -96,8 +130,28 @@ class StemsCache:
             )
             return None
 
-    def save(self, music_id: int, key: str, stems: np.ndarray) -> None:
-        """Write through a temporary file in the same folder, then rename into place."""
+    def require(self, music_id: int, key: str) -> np.ndarray:
+        """The cached stems of a track this run has just separated or checked.
+
+        Raises:
+            RuntimeError: The entry has gone (deleted or pruned during the run).
+        """
+        stems = self.load(music_id, key)
+        if stems is None:
+            raise RuntimeError(
+                f"track {music_id}: stems cache entry {self.path(music_id, key)} "
+                "vanished during the run; run the separation again"
+            )
+        return stems
+
+    def save(
+        self, music_id: int, key: str, stems: np.ndarray, separator: str = ""
+    ) -> None:
+        """Write through a temporary file in the same folder, then rename into place.
+
+        ``separator`` (its identity) is kept in the entry so that ``python -m
+        emomucs.prune`` can tell the entries of other separators.
+        """
         if self.directory is None:
             return
         target = self.path(music_id, key)
@@ -105,9 +159,22 @@ class StemsCache:
         descriptor, temporary = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp"
         )
+        stems = np.ascontiguousarray(stems, dtype=np.float32)
+        # the rate only labels the FLAC stream; any valid one decodes the same samples
+        encoded = audio_codec.encode(stems, 8000)
+        members: dict[str, np.ndarray] = {"separator": np.array(str(separator))}
+        if encoded is None:
+            members["audio"] = stems
+        else:
+            flac, scales = encoded
+            members |= {
+                "flac": np.frombuffer(flac, dtype=np.uint8),
+                "scales": np.asarray(scales, dtype=np.float32),
+                "shape": np.asarray(stems.shape, dtype=np.int64),
+            }
         try:
             with os.fdopen(descriptor, "wb") as stream:
-                np.save(stream, np.ascontiguousarray(stems), allow_pickle=False)
+                np.savez(stream, **members)
             os.replace(temporary, target)
         finally:
             if os.path.exists(temporary):

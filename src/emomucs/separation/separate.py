@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from emomucs import SOURCES
-from emomucs.audio import fix_length, resample, set_channels
+from emomucs.audio import LazyAudio, fix_length, resample, set_channels
 from emomucs.progress import quiet_progress
 from emomucs.separation.cache import StemsCache, audio_digest
 from emomucs.separation.separators import LoadedSeparator
@@ -160,13 +162,11 @@ def separate_batch(
     ]
 
 
-def _batches(pending: list[int], clips: dict[int, np.ndarray], size: int):
+def _batches(pending: list[int], lengths: Mapping[int, int], size: int):
     """Batches of at most ``size`` equally long clips, shortest clips first."""
     batch: list[int] = []
-    for music_id in sorted(pending, key=lambda key: (clips[key].shape[-1], key)):
-        if batch and (
-            len(batch) == size or clips[music_id].shape[-1] != clips[batch[0]].shape[-1]
-        ):
+    for music_id in sorted(pending, key=lambda key: (lengths[key], key)):
+        if batch and (len(batch) == size or lengths[music_id] != lengths[batch[0]]):
             yield batch
             batch = []
         batch.append(music_id)
@@ -174,8 +174,14 @@ def _batches(pending: list[int], clips: dict[int, np.ndarray], size: int):
         yield batch
 
 
+def _length(clips: Mapping[int, np.ndarray], music_id: int) -> int:
+    if isinstance(clips, LazyAudio):
+        return clips.shape(music_id)[-1]
+    return clips[music_id].shape[-1]
+
+
 def separate_tracks(
-    clips: dict[int, np.ndarray],
+    clips: Mapping[int, np.ndarray],
     sample_rate: int,
     separator: LoadedSeparator,
     output_rate: int,
@@ -183,16 +189,23 @@ def separate_tracks(
     cache: StemsCache,
     seed: int = 0,
     progress: bool = True,
-) -> dict[int, np.ndarray]:
+) -> Mapping[int, np.ndarray]:
     """Stems for every clip, reusing cached tracks and caching each finished batch.
 
+    With the cache on, finished stems live only in the cache: the result is a
+    :class:`~emomucs.audio.LazyAudio` reading them back one track at a time, so the
+    corpus' stems are never in memory together, and resumed and uninterrupted runs
+    return the same (stored) stems.
+
     Args:
-        clips: ``musicId -> (channels, samples)`` at ``sample_rate``.
+        clips: ``musicId -> (channels, samples)`` at ``sample_rate`` (a dict or a
+            LazyAudio).
         sample_rate: Rate of the clips.
         separator: The loaded model and its identity.
         output_rate: Rate of the stems.
         options: How to apply the model.
-        cache: Where finished tracks are kept; a disabled cache recomputes all.
+        cache: Where finished tracks are kept; a disabled cache recomputes all and
+            keeps the stems in memory.
         seed: Base seed of the random shifts.
         progress: Show a tqdm bar (tracks/s); it stays quiet off a terminal and in CI.
 
@@ -204,19 +217,24 @@ def separate_tracks(
         config["seed"] = int(seed)  # random shifts make the stems depend on the seed
     keys = {
         music_id: cache.key(
-            music_id, audio_digest(clip, sample_rate), separator.identity, config
+            music_id,
+            audio_digest(clips[music_id], sample_rate),
+            separator.identity,
+            config,
         )
-        for music_id, clip in clips.items()
+        for music_id in sorted(clips)
     }
+    lengths = {music_id: _length(clips, music_id) for music_id in keys}
     stems: dict[int, np.ndarray] = {}
+    shapes: dict[int, tuple[int, ...]] = {}
     for music_id in sorted(clips):
         cached = cache.load(music_id, keys[music_id])
         if cached is not None:
-            stems[music_id] = cached
-    pending = [music_id for music_id in sorted(clips) if music_id not in stems]
-    if stems:
+            shapes[music_id] = cached.shape
+    pending = [music_id for music_id in sorted(clips) if music_id not in shapes]
+    if shapes:
         logger.info(
-            "separation: %d tracks from the cache, %d to do", len(stems), len(pending)
+            "separation: %d tracks from the cache, %d to do", len(shapes), len(pending)
         )
     # one clip per call with random shifts, so a clip's stems do not depend on its batch
     size = 1 if options.shifts else max(1, options.batch_size)
@@ -227,7 +245,7 @@ def separate_tracks(
         disable=not progress or quiet_progress(),
     )
     with bar:
-        for batch in _batches(pending, clips, size):
+        for batch in _batches(pending, lengths, size):
             batch_seed = seed * 1_000_003 + batch[0]
             try:
                 results = separate_batch(
@@ -243,7 +261,18 @@ def separate_tracks(
                     f"tracks {batch}: separation with {separator.identity} failed: {error}"
                 ) from error
             for music_id, result in zip(batch, results, strict=True):
-                cache.save(music_id, keys[music_id], result)
-                stems[music_id] = result
+                shapes[music_id] = result.shape
+                if cache.enabled:
+                    cache.save(music_id, keys[music_id], result, separator.identity)
+                else:
+                    stems[music_id] = result
             bar.update(len(batch))
-    return stems
+    if not cache.enabled:
+        return stems
+    return LazyAudio(
+        {
+            music_id: partial(cache.require, music_id, keys[music_id])
+            for music_id in keys
+        },
+        shapes,
+    )

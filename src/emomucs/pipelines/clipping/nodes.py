@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 from emomucs.audio import (
     AudioError,
     AudioSet,
+    LazyAudio,
     describe_downmix,
     downmix_surround,
     fix_length,
@@ -58,12 +60,25 @@ def _conform(
     return resample(audio, rate, int(options["sample_rate"])), flags
 
 
+def _cut_clip(
+    loader: Callable, offset: int, clip_samples: int, options: dict[str, Any]
+) -> np.ndarray:
+    """Decode a chorus again and cut its clip: the same samples as the first pass."""
+    audio, source_rate = loader()
+    audio, _ = _conform(audio, source_rate, options)
+    clip = fix_length(audio[:, offset : offset + clip_samples], clip_samples)
+    return np.ascontiguousarray(clip, dtype=np.float32)
+
+
 def clip_choruses(
     tracks: pd.DataFrame, choruses: dict[str, Callable], options: dict[str, Any]
 ) -> tuple[AudioSet, pd.DataFrame, pd.DataFrame]:
     """Decode each chorus and cut one ``clip_seconds`` clip at a seeded random offset.
 
-    Choruses shorter than the clip are zero-padded at the end (as in the paper).
+    Choruses shorter than the clip are zero-padded at the end (as in the paper). Each
+    chorus is decoded once here to check it and draw its offset, and again when its
+    clip is looked up (a :class:`~emomucs.audio.LazyAudio`), so the clips of the
+    corpus are never in memory together.
 
     Args:
         tracks: Candidate tracks from ingestion (``musicId``, ``fileName``, ``duration``).
@@ -78,7 +93,7 @@ def clip_choruses(
     clip_samples = round(float(options["clip_seconds"]) * rate)
     seed = int(options["seed"])
     rejections = Rejections("clipping", options.get("on_bad_track", "skip"))
-    clips: dict[int, np.ndarray] = {}
+    clips: dict[int, Callable[[], np.ndarray]] = {}
     rows = []
     for raw_id, file_name, duration in progress(
         tracks[["musicId", "fileName", "duration"]].itertuples(index=False),
@@ -124,9 +139,10 @@ def clip_choruses(
                 options["channels"],
             )
         offset = choose_offset(music_id, audio.shape[-1], clip_samples, seed)
-        clip = fix_length(audio[:, offset : offset + clip_samples], clip_samples)
         padding = max(0, clip_samples - (audio.shape[-1] - offset))
-        clips[music_id] = np.ascontiguousarray(clip, dtype=np.float32)
+        clips[music_id] = partial(
+            _cut_clip, choruses[audio_key(file_name)], offset, clip_samples, options
+        )
         rows.append(
             {
                 "musicId": music_id,
@@ -166,7 +182,10 @@ def clip_choruses(
             len(converted),
             converted["musicId"].tolist(),
         )
-    clip_set = AudioSet(sample_rate=rate, audio=clips, attrs={"kind": "clips"})
+    shapes = {music_id: (int(options["channels"]), clip_samples) for music_id in clips}
+    clip_set = AudioSet(
+        sample_rate=rate, audio=LazyAudio(clips, shapes), attrs={"kind": "clips"}
+    )
     return clip_set, table, rejections.to_frame()
 
 

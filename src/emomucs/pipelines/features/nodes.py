@@ -65,8 +65,8 @@ def _common_length(
     """
     lengths = {
         # resample_poly's output length.
-        music_id: math.ceil(array.shape[-1] * sample_rate / audio.sample_rate)
-        for music_id, array in audio.audio.items()
+        music_id: math.ceil(audio.shape(music_id)[-1] * sample_rate / audio.sample_rate)
+        for music_id in audio.music_ids
     }
     longest = max(lengths.values())
     for music_id, length in lengths.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from emomucs import SOURCES
-from emomucs.audio import AudioSet, fix_length, resample, set_channels
+from emomucs.audio import AudioSet, LazyAudio, fix_length, resample, set_channels
 from emomucs.errors import DatasetInputError
 from emomucs.separation import (
     ApplyOptions,
@@ -37,7 +38,29 @@ def _to_output(
 
 
 def _output_samples(clips: AudioSet, music_id: int, output_rate: int) -> int:
-    return round(clips.audio[music_id].shape[-1] * output_rate / clips.sample_rate)
+    return round(clips.shape(music_id)[-1] * output_rate / clips.sample_rate)
+
+
+def _cut_oracle_track(
+    loaders: list[AudioLoader],
+    offset_s: float,
+    seconds: float,
+    output_rate: int,
+    samples: int,
+) -> np.ndarray:
+    stems = []
+    for loader in loaders:
+        stem, rate = loader()
+        start = round(offset_s * rate)
+        excerpt = fix_length(stem[..., start:], math.ceil(seconds * rate))
+        stems.append(_to_output(excerpt, rate, output_rate, samples))
+    return np.stack(stems)
+
+
+def _downmix_track(
+    clips: AudioSet, music_id: int, output_rate: int, samples: int
+) -> np.ndarray:
+    return _to_output(clips.audio[music_id], clips.sample_rate, output_rate, samples)
 
 
 def cut_oracle_stems(
@@ -51,7 +74,9 @@ def cut_oracle_stems(
     The excerpt is the clip's: ``offset_s`` from ``clip_table``, as long as the clip,
     zero-padded past the end of the song as the clip was. Tracks without stems are left
     out; a corpus without any gives an empty set (oracle separation then fails, and
-    scoring reports that it had nothing to compare with).
+    scoring reports that it had nothing to compare with). Each track is cut when it
+    is looked up (a :class:`~emomucs.audio.LazyAudio`), so the true stems of the
+    corpus are never in memory together.
 
     Args:
         clips: The clips, for their ids, lengths and rate.
@@ -61,7 +86,8 @@ def cut_oracle_stems(
     """
     output_rate = int(options["output_sample_rate"])
     offsets = clip_table.set_index("musicId")["offset_s"]
-    audio: dict[int, np.ndarray] = {}
+    loaders: dict[int, Callable[[], np.ndarray]] = {}
+    shapes: dict[int, tuple[int, ...]] = {}
     for music_id in clips.music_ids:
         keys = [f"{music_id}/{source}" for source in SOURCES]
         present = [key in oracle_stems for key in keys]
@@ -74,15 +100,18 @@ def cut_oracle_stems(
             )
         if music_id not in offsets.index:
             raise ValueError(f"track {music_id}: no row in clip_table for its offset")
-        seconds = clips.audio[music_id].shape[-1] / clips.sample_rate
+        seconds = clips.shape(music_id)[-1] / clips.sample_rate
         samples = _output_samples(clips, music_id, output_rate)
-        stems = []
-        for key in keys:
-            stem, rate = oracle_stems[key]()
-            start = round(float(offsets.loc[music_id]) * rate)
-            excerpt = fix_length(stem[..., start:], math.ceil(seconds * rate))
-            stems.append(_to_output(excerpt, rate, output_rate, samples))
-        audio[music_id] = np.stack(stems)
+        loaders[music_id] = partial(
+            _cut_oracle_track,
+            [oracle_stems[key] for key in keys],
+            float(offsets.loc[music_id]),
+            seconds,
+            output_rate,
+            samples,
+        )
+        shapes[music_id] = (len(SOURCES), 1, samples)
+    audio = LazyAudio(loaders, shapes)
     if audio and len(audio) < len(clips):
         logger.warning("oracle stems exist for %d of %d clips", len(audio), len(clips))
     return AudioSet(output_rate, audio, SOURCES, {"separator": ORACLE})
@@ -178,22 +207,37 @@ def _oracle_stems(clips: AudioSet, oracle: AudioSet) -> AudioSet:
             f"tracks {missing[:10]}: no oracle stems under <dataset_root>/stems "
             f"({len(missing)} of {len(clips)} clips); use kind local or pretrained"
         )
-    audio = {music_id: oracle.audio[music_id] for music_id in clips.music_ids}
+    if isinstance(oracle.audio, LazyAudio):
+        audio = LazyAudio(
+            {
+                music_id: partial(oracle.audio.__getitem__, music_id)
+                for music_id in clips.music_ids
+            },
+            {music_id: oracle.shape(music_id) for music_id in clips.music_ids},
+        )
+    else:
+        audio = {music_id: oracle.audio[music_id] for music_id in clips.music_ids}
     return AudioSet(oracle.sample_rate, audio, SOURCES, {"separator": ORACLE})
 
 
 def downmix_clips(clips: AudioSet, options: dict[str, Any]) -> AudioSet:
-    """The clips as mono at the output rate, the counterpart of the stems."""
+    """The clips as mono at the output rate, the counterpart of the stems.
+
+    Each track is down-mixed when it is looked up (a :class:`~emomucs.audio.LazyAudio`),
+    so saving the mix goes one track at a time.
+    """
     output_rate = int(options["output_sample_rate"])
-    audio = {
-        music_id: _to_output(
-            clip,
-            clips.sample_rate,
-            output_rate,
-            _output_samples(clips, music_id, output_rate),
-        )
-        for music_id, clip in clips.audio.items()
+    samples = {
+        music_id: _output_samples(clips, music_id, output_rate)
+        for music_id in clips.music_ids
     }
+    audio = LazyAudio(
+        {
+            music_id: partial(_downmix_track, clips, music_id, output_rate, length)
+            for music_id, length in samples.items()
+        },
+        {music_id: (1, length) for music_id, length in samples.items()},
+    )
     return AudioSet(output_rate, audio, (), {"source": "mix"})
 
 

@@ -1,0 +1,139 @@
+"""``python -m emomucs.prune``: lists by default, deletes only what it listed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from kedro.io import Version
+
+from emomucs.audio import AudioSet
+from emomucs.datasets import AudioSetDataset
+from emomucs.prune import (
+    Deletion,
+    freed_bytes,
+    main,
+    old_versions,
+    stale_cache_entries,
+)
+from emomucs.separation.cache import StemsCache
+
+VERSIONS = [f"2026-0{m}-01T00.00.00.000Z" for m in (1, 2, 3)]
+
+
+def _stems(separator: str, value: float) -> AudioSet:
+    audio = {1: np.full((4, 1, 100), value, np.float32)}
+    return AudioSet(
+        8000, audio, ("drums", "bass", "other", "vocals"), {"separator": separator}
+    )
+
+
+def _project(root: Path) -> dict[str, Path]:
+    """Three stems versions (the first two identical, so hard-linked) and a cache
+    holding entries of the current separator, of another one, of the old format and
+    a temporary left by a killed run."""
+    (root / "conf" / "base").mkdir(parents=True)
+    (root / "conf" / "local").mkdir()
+    (root / "conf" / "base" / "catalog.yml").write_text(
+        "stems:\n  type: emomucs.datasets.AudioSetDataset\n"
+        "  filepath: data/03_primary/stems.npz\n  versioned: true\n"
+    )
+    (root / "conf" / "base" / "parameters.yml").write_text(
+        "separation:\n  cache_dir: data/03_primary/stems_cache\n"
+    )
+    stems = root / "data" / "03_primary" / "stems.npz"
+    for version, value in zip(VERSIONS, (0.25, 0.25, 0.5), strict=True):
+        AudioSetDataset(str(stems), version=Version(None, version)).save(
+            _stems("current", value)
+        )
+    cache = StemsCache(root / "data" / "03_primary" / "stems_cache")
+    array = np.linspace(-1, 1, 400, dtype=np.float32).reshape(4, 1, 100)
+    cache.save(1, "a" * 32, array, "current")
+    cache.save(1, "b" * 32, array, "another")
+    np.save(cache.directory / f"1-{'c' * 32}.npy", array)
+    (cache.directory / ".1-partial.tmp").write_bytes(b"half")
+    return {"stems": stems, "cache": cache.directory}
+
+
+def _listing(root: Path) -> set[str]:
+    return {
+        str(path.relative_to(root))
+        for path in (root / "data").rglob("*")
+        if path.is_file()
+    }
+
+
+def test_dry_run_lists_and_deletes_nothing(tmp_path, capsys):
+    paths = _project(tmp_path)
+    before = _listing(tmp_path)
+    assert main(["--project", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert _listing(tmp_path) == before
+    for version in VERSIONS[:2]:
+        assert f"stems.npz/{version}" in out
+    assert VERSIONS[2] not in out
+    assert f"1-{'b' * 32}.npz" in out and "another" in out
+    assert f"1-{'c' * 32}.npy" in out and ".1-partial.tmp" in out
+    assert f"1-{'a' * 32}.npz" not in out
+    # the two old versions share one file: it is freed once, with the cache files
+    shared = (paths["stems"] / VERSIONS[0] / "stems.npz").stat().st_size
+    cache_bytes = sum(
+        (paths["cache"] / name).stat().st_size
+        for name in (f"1-{'b' * 32}.npz", f"1-{'c' * 32}.npy", ".1-partial.tmp")
+    )
+    assert "5 paths; would free (run with --delete)" in out
+    plan = old_versions(tmp_path / "data", 1) + stale_cache_entries(
+        paths["cache"], "current"
+    )
+    assert len(plan) == 5 and freed_bytes(plan) == shared + cache_bytes
+    listed = [
+        Deletion(paths["stems"] / VERSIONS[0], ""),
+        Deletion(paths["stems"] / VERSIONS[1], ""),
+    ]
+    assert freed_bytes(listed) == shared
+    assert freed_bytes(listed[:1]) == 0  # its file lives on in the second version
+
+
+def test_delete_removes_exactly_what_the_dry_run_listed(tmp_path):
+    paths = _project(tmp_path)
+    before = _listing(tmp_path)
+    assert main(["--project", str(tmp_path), "--delete"]) == 0
+    after = _listing(tmp_path)
+    kept_cache = f"data/03_primary/stems_cache/1-{'a' * 32}.npz"
+    newest = f"data/03_primary/stems.npz/{VERSIONS[2]}/stems.npz"
+    assert {kept_cache, newest} <= after
+    removed = before - after
+    assert removed == {
+        f"data/03_primary/stems.npz/{VERSIONS[0]}/stems.npz",
+        f"data/03_primary/stems.npz/{VERSIONS[1]}/stems.npz",
+        f"data/03_primary/stems_cache/1-{'b' * 32}.npz",
+        f"data/03_primary/stems_cache/1-{'c' * 32}.npy",
+        "data/03_primary/stems_cache/.1-partial.tmp",
+    }
+    assert sorted(os.listdir(paths["stems"])) == [VERSIONS[2]]
+    loaded = AudioSetDataset(str(paths["stems"]), version=Version(None, None)).load()
+    assert loaded.audio[1][0, 0, 0] == 0.5
+    cached = StemsCache(paths["cache"]).load(1, "a" * 32)
+    assert cached is not None and cached.shape == (4, 1, 100)
+
+
+def test_keep_two_versions_and_an_explicit_separator(tmp_path, capsys):
+    paths = _project(tmp_path)
+    main(["--project", str(tmp_path), "--keep", "2", "--separator", "another"])
+    out = capsys.readouterr().out
+    assert VERSIONS[0] in out and VERSIONS[1] not in out
+    assert f"1-{'a' * 32}.npz" in out and f"1-{'b' * 32}.npz" not in out
+    assert (paths["cache"] / f"1-{'a' * 32}.npz").exists()  # still a dry run
+
+
+def test_kedro_prune_is_the_same_command(tmp_path):
+    from click.testing import CliRunner
+
+    from emomucs.cli import cli
+
+    _project(tmp_path)
+    result = CliRunner().invoke(cli, ["prune", "--project", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "5 paths; would free (run with --delete)" in result.output
+    assert len(list((tmp_path / "data" / "03_primary" / "stems.npz").iterdir())) == 3
