@@ -226,7 +226,10 @@ def plot_source_learning_curves(
             if log is None or log.empty:
                 ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
                 continue
-            for (outer, _), split in log.groupby(["outer_fold", "inner_split"]):
+            # one line per trained model: (repeat,) outer fold, inner split
+            keys = [c for c in ("repeat", "outer_fold", "inner_split") if c in log]
+            for _, split in log.groupby(keys):
+                outer = int(split["outer_fold"].iloc[0])
                 colour = _fold_colour(options, outer)
                 ax.plot(
                     split["epoch"], split["val_loss"], color=colour, lw=0.7, alpha=0.45
@@ -245,7 +248,7 @@ def plot_source_learning_curves(
                 ls="--",
                 label="training",
             )
-            n_splits = log.groupby(["outer_fold", "inner_split"]).ngroups
+            n_splits = log.groupby(keys).ngroups
             ax.set_title(
                 f"{network.upper()} · {source} ({n_splits} splits)", fontsize="medium"
             )
