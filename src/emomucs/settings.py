@@ -12,7 +12,11 @@ from emomucs.hooks import MlflowVariantRunsHook
 HOOKS = (MlflowVariantRunsHook(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
+# Parameters merge softly: an environment (paper, benchmark) overrides only the keys it
+# names. With Kedro's default destructive merge, `--params separation.separator.kind=x`
+# under an environment without a `separation` block replaced base's whole block.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from emomucs.fingerprints import corpus_fingerprint
+from emomucs.models.registry import MODEL_REGISTRY
 from emomucs.pipelines.experiments import (
     create_emomucs_pipeline,
     create_pipeline,
@@ -28,6 +30,7 @@ from emomucs.pipelines.experiments.variants import (
     source_variants,
 )
 from emomucs.pipelines.reporting import create_reporting_pipeline
+from emomucs.settings import CONFIG_LOADER_ARGS
 from emomucs.training import ExperimentSpec, attention_column
 from emomucs.training.data import describe_inputs
 from emomucs.training.metrics import DIMENSIONS
@@ -49,8 +52,13 @@ class KeptDataset(MemoryDataset):
         pass
 
 
-def _config(env: str, key: str) -> dict:
-    return OmegaConfigLoader(str(CONF), base_env="base", default_run_env=env)[key]
+def _config(env: str, key: str, runtime_params: dict | None = None) -> dict:
+    """The config as the project's own loader settings read it."""
+    return OmegaConfigLoader(
+        str(CONF),
+        **{**CONFIG_LOADER_ARGS, "default_run_env": env},
+        runtime_params=runtime_params,
+    )[key]
 
 
 def _param_inputs(params: dict, prefix: str = "params:") -> dict:
@@ -93,8 +101,12 @@ def test_paper_environment_has_the_papers_settings():
     assert paper["training"]["loss_reduction"] == "sum"
     assert paper["training"]["weight_decay"] == 0
     assert paper["training"]["standardise"] is False
-    # {}: the paper's architectures, C1D flattened (base averages over time).
-    assert all(kwargs == {} for kwargs in paper["networks"].values())
+    # The paper's architectures: only constructor defaults, C1D flattened (base
+    # averages over time), C2D with 32 filters (base 8).
+    for name, kwargs in paper["networks"].items():
+        defaults = inspect.signature(MODEL_REGISTRY[name]).parameters
+        assert all(defaults[k].default == v for k, v in kwargs.items()), name
+    assert paper["networks"]["C1D"]["pooling"] == "flatten"
     assert _config("local", "parameters")["networks"]["C1D"] == {"pooling": "mean"}
     assert paper["features"]["log_mel"] == {
         "n_mels": 40,
@@ -102,6 +114,20 @@ def test_paper_environment_has_the_papers_settings():
         "hop_length": 512,
         "top_db": 80.0,
     }
+
+
+@pytest.mark.parametrize("env", ["paper", "benchmark"])
+def test_runtime_params_override_one_key_under_any_environment(env):
+    """``--params separation.separator.kind=oracle`` under an environment that has
+    no ``separation`` block keeps base's other separation settings."""
+    base = _config(env, "parameters")
+    changed = _config(
+        env, "parameters", runtime_params={"separation": {"separator": {"kind": "x"}}}
+    )
+    assert changed["separation"]["separator"]["kind"] == "x"
+    expected = dict(base["separation"])
+    expected["separator"] = {**base["separation"]["separator"], "kind": "x"}
+    assert changed["separation"] == expected
 
 
 def test_catalog_serves_every_artifact_of_every_variant(tmp_path):
