@@ -297,7 +297,10 @@ def test_artifacts(tiny_run, parent, children, client, tmp_path):
     assert {"cv_predictions.csv", "cv_metrics.csv", "training_log.csv"} <= listing(
         child
     )
-    assert listing(child, "plots") == {"plots/prediction_scatter.png"}
+    assert listing(child, "plots") == {
+        "plots/prediction_scatter.png",
+        "plots/contributions.png",
+    }
     assert listing(child, "models") == {"models/cv_models.pt"}
     assert {
         "plots/results_heatmap.png",
@@ -320,6 +323,51 @@ def test_artifacts(tiny_run, parent, children, client, tmp_path):
             )
         )["valence_pred"],
     )
+
+
+@pytest.mark.slow
+def test_contributions_are_logged_to_the_variant_run(
+    tiny_run, parent, children, client, tmp_path
+):
+    """Every EmoMucs variant of the run gets its source contributions: the table
+    and figure in its child run, pooled values as metrics; single-source variants
+    none; the overview on the parent; a section in the results table."""
+    variant = "emomucs_late.c1d_freeze"
+    run_id = children.loc[variant, "run_id"]
+    assert {
+        "contributions/contributions.csv",
+        "contributions/contribution_summary.json",
+    } <= {a.path for a in client.list_artifacts(run_id, "contributions")}
+    logged = pd.read_csv(
+        client.download_artifacts(
+            run_id, "contributions/contributions.csv", str(tmp_path)
+        )
+    )
+    stored = pd.read_csv(
+        tiny_run.latest(f"data/08_reporting/{variant}/contributions.csv")
+    )
+    pd.testing.assert_frame_equal(logged, stored)
+    pooled = stored[(stored["scope"] == "pooled") & (stored["repeat"] == -1)]
+    row = pooled[
+        (pooled["method"] == "mean")
+        & (pooled["dimension"] == "arousal")
+        & (pooled["source"] == "vocals")
+    ]
+    metric = children.loc[variant, "metrics.contribution_mean_arousal_vocals"]
+    assert metric == pytest.approx(float(row["r2_drop"].iloc[0]))
+    emomucs = [v for v in children.index if v.startswith("emomucs_late.")]
+    assert (
+        children.loc[emomucs, "metrics.contribution_shapley_valence_drums"]
+        .notna()
+        .all()
+    )
+    singles = [v for v in children.index if v.startswith("sources.")]
+    assert children.loc[singles, "metrics.contribution_mean_valence_drums"].isna().all()
+    assert "plots/contributions_overview.png" in {
+        a.path for a in client.list_artifacts(parent["run_id"], "plots")
+    }
+    markdown = tiny_run.latest("data/08_reporting/results_table.md").read_text()
+    assert f"| {variant} | oracle | valence |" in markdown
 
 
 # Pieces of the hook, without a Kedro run ------------------------------------------

@@ -13,7 +13,9 @@ MLflow call in a node:
   (flattened), per-fold metrics (``step`` = outer fold), mean/sd/pooled metrics,
   the validation and training loss per epoch of the inner split tested on each
   outer fold, and its predictions, scores, training log, figures and models as
-  artifacts. Children of one parent compare side by side in the MLflow UI.
+  artifacts; for a multi-source variant also its source contributions (table,
+  summary and figure, and the pooled values as ``contribution_*`` metrics).
+  Children of one parent compare side by side in the MLflow UI.
 
 Each run is tagged with its process id and host (``run_pid``, ``run_host``); when a
 run starts, the runs of its experiment left RUNNING by a process of the same host that
@@ -63,6 +65,9 @@ VARIANT_ARTIFACTS = {
     "cv_models": "models/cv_models.pt",
     "prediction_scatter": "plots/prediction_scatter.png",
     "attention_weights_plot": "plots/attention_weights.png",
+    "contributions": "contributions/contributions.csv",
+    "contribution_summary": "contributions/contribution_summary.json",
+    "contributions_plot": "plots/contributions.png",
 }
 """Variant dataset suffix -> artifact file in the variant's child run."""
 
@@ -72,6 +77,7 @@ RUN_ARTIFACTS = {
     "results_differences": "results/results_differences.csv",
     "paper_results": "results/paper_results.csv",
     "results_heatmap": "plots/results_heatmap.png",
+    "contributions_overview": "plots/contributions_overview.png",
     "source_learning_curves": "plots/source_learning_curves.png",
     "emotion_plane": "plots/emotion_plane.png",
     "separation_sdr_plot": "plots/separation_sdr.png",
@@ -405,6 +411,8 @@ class MlflowVariantRunsHook:
             self._log_fold_metrics(run_id, data)
         elif suffix == "training_log":
             self._log_losses(run_id, data)
+        elif suffix == "contribution_summary":
+            self._log_contributions(run_id, data)
         self._log_artifact(run_id, self.variant_artifacts[suffix], data)
 
     def _log_summary(self, run_id: str, summary: Mapping[str, Any]) -> None:
@@ -476,6 +484,20 @@ class MlflowVariantRunsHook:
                     int(outer),
                 )
             )
+        self._log_metrics(run_id, metrics)
+
+    def _log_contributions(self, run_id: str, summary: Mapping[str, Any]) -> None:
+        """Pooled contribution of each source as metrics
+        ``contribution_<method>_<dimension>_<source>`` (R² drop or Shapley share;
+        mean weight for attention)."""
+        stamp = _now_ms()
+        metrics = []
+        for row in summary.get("pooled", []):
+            column = "mean_weight" if row["method"] == "attention" else "r2_drop"
+            if row.get(column) is None:
+                continue
+            name = f"contribution_{row['method']}_{row['dimension']}_{row['source']}"
+            metrics.append(Metric(name, float(row[column]), stamp, 0))
         self._log_metrics(run_id, metrics)
 
     # MLflow writes ----------------------------------------------------------------

@@ -23,17 +23,21 @@ from emomucs.pipelines import (
     separator_training,
     synthetic_corpus,
 )
-from emomucs.pipelines.experiments.pipeline import variant_namespaces
+from emomucs.pipelines.experiments.pipeline import (
+    contribution_namespaces,
+    variant_namespaces,
+)
 
 
 def _with_data_and_reports(experiment: Pipeline, upstream: Pipeline) -> Pipeline:
     """An experiment pipeline with its upstream stages, results table and figures."""
     variants = variant_namespaces(experiment)
+    contributions = contribution_namespaces(experiment)
     return (
         upstream
         + experiment
-        + reporting.create_reporting_pipeline(variants)
-        + plots.create_experiment_plots_pipeline(variants)
+        + reporting.create_reporting_pipeline(variants, contributions)
+        + plots.create_experiment_plots_pipeline(variants, contributions)
     )
 
 

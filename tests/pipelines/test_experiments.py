@@ -16,6 +16,7 @@ from kedro.runner import SequentialRunner
 from emomucs.fingerprints import corpus_fingerprint
 from emomucs.models.registry import MODEL_REGISTRY
 from emomucs.pipelines.experiments import (
+    contribution_namespaces,
     create_emomucs_pipeline,
     create_pipeline,
     create_pipelines,
@@ -239,6 +240,28 @@ def test_tiny_emomucs_run_end_to_end(fusion):
         "no C2D-M run on this corpus",
     }
     assert isinstance(catalog.load(f"{group}.c1d_freeze.training_log"), pd.DataFrame)
+    _assert_contributions(catalog, pipe, fusion, params)
+
+
+def _assert_contributions(catalog, pipe, fusion, params):
+    """Multi-source variants get their sources' contributions; single sources none."""
+    group = f"emomucs_{fusion}"
+    assert contribution_namespaces(pipe) == sorted(
+        v.namespace for v in emomucs_variants(fusion)
+    )
+    contributions = catalog.load(f"{group}.c2d_freeze.contributions")
+    pooled = contributions[
+        (contributions["scope"] == "pooled") & (contributions["repeat"] == -1)
+    ]
+    methods = {"silence", "mean", "shapley"} | (
+        {"attention"} if fusion == "attention" else set()
+    )
+    assert set(pooled["method"]) == methods
+    assert len(pooled) == len(methods) * 4 * 2  # methods × sources × dimensions
+    summary = catalog.load(f"{group}.c2d_freeze.contribution_summary")
+    assert summary["label"] == f"EmoMucs-C2D {fusion} freeze"
+    assert summary["n_repeats"] == params["training"]["repeats"]
+    assert len(summary["pooled"]) == len(pooled)
 
 
 def _assert_settings_recorded(catalog, summary, table, params):

@@ -19,7 +19,10 @@ from matplotlib.figure import Figure
 
 from emomucs import SOURCES
 from emomucs.pipelines import plots, reporting
-from emomucs.pipelines.experiments.pipeline import with_upstream
+from emomucs.pipelines.experiments.pipeline import (
+    contribution_namespaces,
+    with_upstream,
+)
 from emomucs.pipelines.experiments.variants import (
     baseline_variants,
     combination_variants,
@@ -87,10 +90,11 @@ def run():
         for o in experiments.all_outputs()
         if o.endswith(".cv_summary")
     )
+    contributions = contribution_namespaces(experiments)
     pipe = (
         experiments
-        + reporting.create_reporting_pipeline(namespaces)
-        + plots.create_experiment_plots_pipeline(namespaces)
+        + reporting.create_reporting_pipeline(namespaces, contributions)
+        + plots.create_experiment_plots_pipeline(namespaces, contributions)
         + plots.create_corpus_plots_pipeline()
     )
     table, mix, stems = make_corpus(n_tracks=12, seconds=2.0, seed=5)
@@ -100,6 +104,7 @@ def run():
             "mix": MemoryDataset(mix, copy_mode="assign"),
             "stems": MemoryDataset(stems, copy_mode="assign"),
             "cv_summaries": MemoryDataset({}),
+            "contribution_summaries": MemoryDataset({}),
         }
     )
     _feed_params(catalog, params)
@@ -256,6 +261,45 @@ def test_prediction_scatter_names_missing_columns(run):
             summary,
             {},
         )
+
+
+def _bar_heights(ax) -> list[float]:
+    return [patch.get_height() for patch in ax.patches]
+
+
+def test_contributions_have_a_panel_per_method_and_an_overview(run):
+    variant = "combinations.c1d_vocals_drums"
+    table = run[f"{variant}.contributions"]
+    fig = run[f"{variant}.contributions_plot"]
+    assert [ax.get_title() for ax in fig.axes] == ["silence", "mean", "shapley"]
+    pooled = table[(table["scope"] == "pooled") & (table["repeat"] == -1)]
+    for ax in fig.axes:
+        rows = pooled[pooled["method"] == ax.get_title()].set_index(
+            ["dimension", "source"]
+        )
+        # valence bars, then arousal bars, sources in SOURCES order
+        expected = [
+            rows.loc[(dim, source), "r2_drop"]
+            for dim in ("valence", "arousal")
+            for source in ("drums", "vocals")
+        ]
+        assert np.allclose(_bar_heights(ax), expected)
+    overview = run["contributions_overview"]
+    label = run[f"{variant}.cv_summary"]["label"]
+    assert [ax.get_title() for ax in overview.axes] == [label]
+    means = pooled[pooled["method"] == "mean"].set_index(["dimension", "source"])
+    assert np.allclose(
+        _bar_heights(overview.axes[0]),
+        [
+            means.loc[(d, s), "r2_drop"]
+            for d in ("valence", "arousal")
+            for s in ("drums", "vocals")
+        ],
+    )
+    markdown = run["results_markdown"]
+    section = markdown[markdown.index("## Source contributions") :]
+    assert section.index("## Published") > 0  # the paper's numbers stay last
+    assert f"| {label} | truth | valence |" in section
 
 
 def test_plots_pipeline_wiring():

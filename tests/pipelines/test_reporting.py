@@ -16,7 +16,11 @@ from emomucs import SOURCES
 from emomucs.datasets import ResultsStoreDataset, SummaryDataset
 from emomucs.pipelines.experiments.nodes import evaluate_predictions
 from emomucs.pipelines.reporting import create_pipeline, create_reporting_pipeline
-from emomucs.pipelines.reporting.nodes import PAPER_RESULTS, tabulate_results
+from emomucs.pipelines.reporting.nodes import (
+    PAPER_RESULTS,
+    add_contributions_section,
+    tabulate_results,
+)
 from emomucs.training import assign_folds
 
 FEATURES = {"sample_rate": 22050, "n_mels": 40, "n_frames": 87, "hop_length": 512}
@@ -407,3 +411,55 @@ def test_attention_fusion_gets_a_column_of_its_own_once_it_ran(corpus):
     assert "attention |" not in published
     # attention fusion is an EmoMucs variant: it is compared with C1D-M too
     assert "emomucs_attention.c1d_freeze" in set(differences["variant"])
+
+
+def _contribution_summary(label, drops, audio="oracle"):
+    """A contribution summary whose ``mean`` ablation drops are ``drops``
+    (source → (valence, arousal))."""
+    return {
+        "label": label,
+        "inputs": {"audio": audio},
+        "pooled": [
+            {
+                "method": "mean",
+                "source": source,
+                "dimension": dim,
+                "r2_drop": values[d],
+                "mean_weight": None,
+            }
+            for source, values in drops.items()
+            for d, dim in enumerate(("valence", "arousal"))
+        ],
+    }
+
+
+def test_contributions_section_ranks_sources_before_the_published_numbers():
+    _, markdown, _ = tabulate_results({})
+    assert add_contributions_section(markdown, {}) == markdown
+    stored = {
+        "emomucs_late.c1d_freeze": _contribution_summary(
+            "EmoMucs-C1D late freeze", {"vocals": (0.4, 0.0), "drums": (0.1, 0.3)}
+        )
+    }
+    fresh = _contribution_summary(
+        "EmoMucs-C1D late freeze", {"vocals": (0.05, 0.2), "drums": (0.5, 0.1)}
+    )
+    text = add_contributions_section(markdown, stored)
+    assert text.index("## Source contributions") < text.index("## Published")
+    assert (
+        "| emomucs_late.c1d_freeze | oracle | valence | vocals 0.40 > drums 0.10 |"
+        in text
+    )
+    assert "| arousal | drums 0.30 > vocals 0.00 |" in text
+    # this run's summary replaces the stored one of the same variant
+    text = add_contributions_section(markdown, stored, fresh)
+    assert "| valence | drums 0.50 > vocals 0.05 |" in text
+    assert "vocals 0.40" not in text
+
+
+def test_reporting_pipeline_adds_the_section_after_the_contributions_of_the_run():
+    pipe = create_reporting_pipeline(["x.y"], ["x.y"])
+    node = next(n for n in pipe.nodes if n.name == "add_contributions_section")
+    assert node.inputs[1:] == ["contribution_summaries", "x.y.contribution_summary"]
+    assert node.outputs == ["results_markdown"]
+    assert "add_contributions_section" in {n.name for n in create_pipeline().nodes}

@@ -1,6 +1,7 @@
 """Experiments: nested cross-validation of every model variant."""
 
 from .pipeline import (
+    contribution_namespaces,
     create_baselines_pipeline,
     create_combinations_pipeline,
     create_emomucs_pipeline,
@@ -11,6 +12,7 @@ from .pipeline import (
 )
 
 __all__ = [
+    "contribution_namespaces",
     "create_baselines_pipeline",
     "create_combinations_pipeline",
     "create_emomucs_pipeline",

@@ -6,6 +6,7 @@ with its own namespace's ``experiment`` parameters.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,7 @@ from emomucs.fingerprints import (
     corpus_fingerprint,
     settings_fingerprint,
 )
+from emomucs.interpret import ContributionOptions, source_contributions
 from emomucs.training import (
     CVOptions,
     ExperimentSpec,
@@ -253,3 +255,56 @@ def evaluate_predictions(
         "key": f"{store_name(audio)}__{corpus}",
     }
     return metrics, summary
+
+
+def compute_source_contributions(
+    features: FeatureSet,
+    track_table: pd.DataFrame,
+    cv_folds: pd.DataFrame,
+    cv_models: dict[str, Any],
+    cv_predictions: pd.DataFrame,
+    training: dict[str, Any],
+    options: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each source's contribution to a multi-source variant's predictions.
+
+    Ablation by silence and by the training-part mean, the fusion head's Shapley
+    values and, for attention fusion, the mean attention weights (see
+    :mod:`emomucs.interpret.contributions`), from the stored models: nothing is
+    retrained.
+
+    Args:
+        features: The feature set the variant was trained on.
+        track_table: Labels.
+        cv_folds: The shared fold table.
+        cv_models: The variant's models.
+        cv_predictions: Its out-of-fold predictions (checked against the models).
+        training: The ``training`` parameters (``eval_batch_size``, ``device``).
+        options: The ``contributions`` parameters (``shapley``, ``tolerance``).
+
+    Returns:
+        ``contributions`` (source × dimension × method × scope) and
+        ``contribution_summary``: the pooled rows averaged over repeats as plain
+        JSON, which the results table and the figure across variants read.
+    """
+    table = source_contributions(
+        cv_models,
+        features,
+        track_table,
+        cv_folds,
+        cv_predictions,
+        ContributionOptions.from_params(training, options),
+    )
+    pooled = table[(table["repeat"] == -1) & (table["scope"] == "pooled")]
+    summary = {
+        "label": cv_models.get("label"),
+        "folds": fingerprint_folds(cv_folds),
+        "inputs": cv_models.get("inputs", {}),
+        "n_repeats": int(table.loc[table["repeat"] >= 0, "repeat"].nunique()) or 1,
+        "pooled": json.loads(
+            pooled.drop(columns=["label", "repeat", "scope", "outer_fold"]).to_json(
+                orient="records"
+            )
+        ),
+    }
+    return table, summary

@@ -4,7 +4,9 @@ Each variant ``<group>.<name>`` (e.g. ``emomucs_late.c1d_freeze``) reads its
 settings from the parameters ``<group>.<name>.experiment`` (plus the shared
 ``networks`` and ``training``) and writes
 ``<group>.<name>.cv_models``, ``.cv_predictions``, ``.training_log``,
-``.cv_metrics`` and ``.cv_summary`` (catalog factories serve all of them). Every
+``.cv_metrics`` and ``.cv_summary``, and a multi-source (EmoMucs) variant also
+``.contributions`` and ``.contribution_summary`` (catalog factories serve all of
+them). Every
 pipeline below includes what it needs upstream from ``track_table``, ``mix`` and
 ``stems`` on: the shared folds, the feature sets it reads and, for finetune/freeze,
 the single-source models it starts from.
@@ -18,7 +20,12 @@ from kedro.pipeline import Node, Pipeline, pipeline
 
 from emomucs.pipelines.features import create_pipeline as create_features_pipeline
 
-from .nodes import assign_cv_folds, evaluate_predictions, train_nested_cv
+from .nodes import (
+    assign_cv_folds,
+    compute_source_contributions,
+    evaluate_predictions,
+    train_nested_cv,
+)
 from .variants import (
     DEFAULT_COMBINATIONS,
     FUSIONS,
@@ -47,45 +54,64 @@ def create_folds_pipeline() -> Pipeline:
     )
 
 
-def experiment_template(n_pretrained: int = 0) -> Pipeline:
+def experiment_template(n_pretrained: int = 0, contributions: bool = False) -> Pipeline:
     """The template every variant instantiates.
 
     Args:
         n_pretrained: Inputs ``pretrained_0`` … for the single-source models a
             finetune/freeze variant starts from; 0 for the others.
+        contributions: Add the per-source contribution stage (variants with
+            several sources; a single-source model or a mix baseline has no
+            source to take away).
     """
     pretrained = [f"pretrained_{i}" for i in range(n_pretrained)]
-    return Pipeline(
-        [
+    nodes = [
+        Node(
+            train_nested_cv,
+            [
+                "features",
+                "track_table",
+                "cv_folds",
+                "params:experiment",
+                "params:networks",
+                "params:training",
+                *pretrained,
+            ],
+            ["cv_models", "cv_predictions", "training_log"],
+            name="train_nested_cv",
+        ),
+        Node(
+            evaluate_predictions,
+            [
+                "cv_predictions",
+                "cv_folds",
+                "cv_models",
+                "track_table",
+                "params:experiment",
+                "params:networks",
+            ],
+            ["cv_metrics", "cv_summary"],
+            name="evaluate_predictions",
+        ),
+    ]
+    if contributions:
+        nodes.append(
             Node(
-                train_nested_cv,
+                compute_source_contributions,
                 [
                     "features",
                     "track_table",
                     "cv_folds",
-                    "params:experiment",
-                    "params:networks",
-                    "params:training",
-                    *pretrained,
-                ],
-                ["cv_models", "cv_predictions", "training_log"],
-                name="train_nested_cv",
-            ),
-            Node(
-                evaluate_predictions,
-                [
-                    "cv_predictions",
-                    "cv_folds",
                     "cv_models",
-                    "track_table",
-                    "params:experiment",
-                    "params:networks",
+                    "cv_predictions",
+                    "params:training",
+                    "params:contributions",
                 ],
-                ["cv_metrics", "cv_summary"],
-                name="evaluate_predictions",
-            ),
-        ]
-    )
+                ["contributions", "contribution_summary"],
+                name="compute_source_contributions",
+            )
+        )
+    return Pipeline(nodes)
 
 
 def instantiate(variant: Variant) -> Pipeline:
@@ -93,11 +119,15 @@ def instantiate(variant: Variant) -> Pipeline:
     inputs = {name: name for name in SHARED_INPUTS}
     inputs["features"] = variant.features
     inputs.update({f"pretrained_{i}": n for i, n in enumerate(variant.pretrained)})
+    contributions = len(variant.sources) > 1
+    parameters = {"params:training", "params:networks"}
+    if contributions:
+        parameters.add("params:contributions")
     return pipeline(
-        experiment_template(len(variant.pretrained)),
+        experiment_template(len(variant.pretrained), contributions),
         namespace=variant.namespace,
         inputs=inputs,
-        parameters={"params:training", "params:networks"},
+        parameters=parameters,
     )
 
 
@@ -159,4 +189,10 @@ def create_pipeline(**kwargs) -> Pipeline:
 def variant_namespaces(pipe: Pipeline) -> list[str]:
     """The variants a pipeline runs (namespaces that write a ``cv_summary``)."""
     suffix = ".cv_summary"
+    return sorted(o[: -len(suffix)] for o in pipe.all_outputs() if o.endswith(suffix))
+
+
+def contribution_namespaces(pipe: Pipeline) -> list[str]:
+    """The variants whose per-source contributions a pipeline computes."""
+    suffix = ".contribution_summary"
     return sorted(o[: -len(suffix)] for o in pipe.all_outputs() if o.endswith(suffix))

@@ -1,6 +1,7 @@
 """Plots: figures of the corpus, the separator and every trained variant."""
 
 from .pipeline import (
+    create_contributions_overview_pipeline,
     create_corpus_plots_pipeline,
     create_experiment_plots_pipeline,
     create_pipeline,
@@ -11,6 +12,7 @@ from .pipeline import (
 )
 
 __all__ = [
+    "create_contributions_overview_pipeline",
     "create_corpus_plots_pipeline",
     "create_experiment_plots_pipeline",
     "create_pipeline",

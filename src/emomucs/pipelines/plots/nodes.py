@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emomucs import SOURCES
+from emomucs.interpret import collect_contribution_summaries
 from emomucs.training.metrics import DIMENSIONS, METRIC_COLUMNS, attention_column
 
 METRIC_NAMES = {
@@ -494,4 +495,133 @@ def plot_emotion_plane(track_table: pd.DataFrame, options: dict[str, Any]) -> Fi
         fontsize="medium",
     )
     fig.suptitle("The corpus in the valence–arousal plane")
+    return fig
+
+
+CONTRIBUTION_AXES = {
+    "silence": "R² drop, source silenced",
+    "mean": "R² drop, source at its training mean",
+    "shapley": "Shapley share of R² (fusion head)",
+    "attention": "mean attention weight",
+}
+"""Contribution method → what its panel's bars measure."""
+
+DIMENSION_COLOURS = {"valence": "tab:orange", "arousal": "tab:blue"}
+
+
+def _contribution_bars(
+    ax, values: dict[tuple[str, str], float], sources: list[str], dots=None
+) -> None:
+    """Bars per source, one per dimension; ``dots`` (same keys) are per-fold values."""
+    x = np.arange(len(sources))
+    width = 0.38
+    for d, dim in enumerate(DIMENSIONS):
+        offset = (d - 0.5) * width
+        heights = [values.get((s, dim), np.nan) for s in sources]
+        ax.bar(x + offset, heights, width, color=DIMENSION_COLOURS[dim], label=dim)
+        for i, source in enumerate(sources):
+            points = (dots or {}).get((source, dim), [])
+            ax.scatter(
+                np.full(len(points), x[i] + offset),
+                points,
+                s=10,
+                color="k",
+                alpha=0.6,
+                zorder=3,
+                edgecolors="none",
+            )
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(x, sources)
+
+
+def _ordered_sources(names) -> list[str]:
+    names = set(names)
+    return [s for s in SOURCES if s in names] + sorted(names - set(SOURCES))
+
+
+def plot_source_contributions(
+    contributions: pd.DataFrame, options: dict[str, Any]
+) -> Figure:
+    """Each source's contribution to one variant, a panel per method.
+
+    Args:
+        contributions: :func:`emomucs.interpret.source_contributions`' table.
+        options: Unused; the plots' shared options.
+
+    Returns:
+        Bars: pooled value per source for valence and arousal (averaged over
+        repeats); dots: the outer folds.
+    """
+    rows = contributions[contributions["repeat"] == -1]
+    if rows.empty:
+        raise ValueError("contributions: no rows to plot")
+    label = str(rows["label"].iloc[0])
+    methods = [m for m in CONTRIBUTION_AXES if m in set(rows["method"])]
+    sources = _ordered_sources(rows["source"])
+    fig = Figure(figsize=(max(7.0, 3.6 * len(methods)), 4.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(methods)))
+    for ax, method in zip(axes, methods, strict=True):
+        part = rows[rows["method"] == method]
+        column = "mean_weight" if method == "attention" else "r2_drop"
+        pooled = part[part["scope"] == "pooled"]
+        folds = part[part["scope"] == "fold"]
+        values = {
+            (s, d): v
+            for s, d, v in zip(pooled["source"], pooled["dimension"], pooled[column])
+        }
+        dots = {
+            key: group[column].to_list()
+            for key, group in folds.groupby(["source", "dimension"])
+        }
+        _contribution_bars(ax, values, sources, dots)
+        ax.set_title(method, fontsize="medium")
+        ax.set_ylabel(CONTRIBUTION_AXES[method])
+    axes[0].legend(fontsize="small")
+    fig.suptitle(
+        f"{label}: contribution of each source (bars: pooled over outer folds; "
+        "dots: outer folds)",
+        fontsize="medium",
+    )
+    return fig
+
+
+def plot_contributions_overview(
+    contribution_summaries: dict[str, Any],
+    options: dict[str, Any],
+    *fresh: dict[str, Any],
+) -> Figure:
+    """Every multi-source variant's sources side by side, a panel per variant.
+
+    Bars are the pooled R² drop when the source is set to its training mean
+    (the ``mean`` ablation), for valence and arousal.
+
+    Args:
+        contribution_summaries: Stored contribution summaries, variant → summary.
+        options: ``overview_columns`` (panels per row, default 3).
+        *fresh: This run's summaries (also orders the figure after them).
+    """
+    summaries = collect_contribution_summaries(contribution_summaries, fresh)
+    if not summaries:
+        fig = Figure(figsize=(7.5, 2.0), layout="constrained")
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No multi-source variant has run yet", ha="center")
+        return fig
+    n_columns = min(int(options.get("overview_columns", 3)), len(summaries))
+    n_rows = -(-len(summaries) // n_columns)
+    fig = Figure(figsize=(4.2 * n_columns, 3.2 * n_rows + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(n_rows, n_columns, squeeze=False)).ravel()
+    for ax, (name, summary) in zip(axes, summaries.items()):
+        rows = [r for r in summary["pooled"] if r["method"] == "mean"]
+        values = {(r["source"], r["dimension"]): r["r2_drop"] for r in rows}
+        _contribution_bars(ax, values, _ordered_sources(r["source"] for r in rows))
+        ax.set_title(name, fontsize="small")
+    for ax in axes[len(summaries) :]:
+        ax.axis("off")
+    axes[0].legend(fontsize="small")
+    axes[0].set_ylabel("pooled R² drop")
+    fig.suptitle(
+        "Contribution of each source: pooled R² drop when it is set to its "
+        "training mean"
+    )
     return fig

@@ -13,10 +13,12 @@ from kedro.pipeline import Node, Pipeline, pipeline
 
 from .nodes import (
     plot_attention_weights,
+    plot_contributions_overview,
     plot_emotion_plane,
     plot_predictions,
     plot_results_heatmap,
     plot_separation_sdr,
+    plot_source_contributions,
     plot_source_learning_curves,
 )
 
@@ -56,16 +58,60 @@ def attention_plots_template() -> Pipeline:
     )
 
 
-def create_variant_plots_pipeline(variants: Iterable[str]) -> Pipeline:
+def contribution_plots_template() -> Pipeline:
+    """The contribution figure of a multi-source variant, from its table."""
+    return Pipeline(
+        [
+            Node(
+                plot_source_contributions,
+                ["contributions", "params:plots"],
+                "contributions_plot",
+                name="plot_source_contributions",
+            )
+        ]
+    )
+
+
+def create_variant_plots_pipeline(
+    variants: Iterable[str], contributions: Iterable[str] = ()
+) -> Pipeline:
     """Predicted-vs-true scatter of each variant, in its namespace; attention
-    variants also get their mean weights per source and dimension."""
+    variants also get their mean weights per source and dimension, and the
+    variants in ``contributions`` the figure of their sources' contributions."""
+    variants, contributions = set(variants), set(contributions)
     pipes = []
-    for v in sorted(set(variants)):
-        template = variant_plots_template()
-        if v.split(".")[0] == ATTENTION_GROUP:
-            template += attention_plots_template()
+    for v in sorted(variants | contributions):
+        template = Pipeline([])
+        if v in variants:
+            template += variant_plots_template()
+            if v.split(".")[0] == ATTENTION_GROUP:
+                template += attention_plots_template()
+        if v in contributions:
+            template += contribution_plots_template()
         pipes.append(pipeline(template, namespace=v, parameters={"params:plots"}))
     return Pipeline(pipes)
+
+
+def create_contributions_overview_pipeline(
+    contributions: Iterable[str] = (),
+) -> Pipeline:
+    """One panel per multi-source variant with stored contributions.
+
+    Args:
+        contributions: Variants whose contributions this run computes; their
+            summaries become inputs, so the figure is drawn after them.
+    """
+    fresh = [f"{v}.contribution_summary" for v in sorted(set(contributions))]
+    return Pipeline(
+        [
+            Node(
+                plot_contributions_overview,
+                ["contribution_summaries", "params:plots", *fresh],
+                "contributions_overview",
+                name="plot_contributions_overview",
+            )
+        ]
+    )
 
 
 def create_results_plots_pipeline(variants: Iterable[str] = ()) -> Pipeline:
@@ -98,12 +144,17 @@ def create_results_plots_pipeline(variants: Iterable[str] = ()) -> Pipeline:
     return Pipeline(nodes)
 
 
-def create_experiment_plots_pipeline(variants: Iterable[str]) -> Pipeline:
-    """Every figure of an experiment run: per variant, heat-map, learning curves."""
-    variants = list(variants)
-    return create_variant_plots_pipeline(variants) + create_results_plots_pipeline(
-        variants
-    )
+def create_experiment_plots_pipeline(
+    variants: Iterable[str], contributions: Iterable[str] = ()
+) -> Pipeline:
+    """Every figure of an experiment run: per variant, heat-map, learning curves,
+    and the contributions of the multi-source variants."""
+    variants, contributions = list(variants), list(contributions)
+    pipe = create_variant_plots_pipeline(variants, contributions)
+    pipe += create_results_plots_pipeline(variants)
+    if contributions:
+        pipe += create_contributions_overview_pipeline(contributions)
+    return pipe
 
 
 def create_corpus_plots_pipeline() -> Pipeline:
@@ -149,9 +200,14 @@ def create_separator_training_plots_pipeline() -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Figures from stored artifacts: the corpus plane and the latest results table.
+    """Figures from stored artifacts: the corpus plane, the latest results table and
+    the contributions of every multi-source variant.
 
     ``kedro run --pipeline=plots`` redraws them without training anything; the
     per-variant figures come with the experiment pipelines.
     """
-    return create_corpus_plots_pipeline() + create_results_plots_pipeline()
+    return (
+        create_corpus_plots_pipeline()
+        + create_results_plots_pipeline()
+        + create_contributions_overview_pipeline()
+    )

@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from emomucs import SOURCES
+from emomucs.interpret import collect_contribution_summaries, summary_ranking
 from emomucs.training.metrics import (
+    DIMENSIONS,
     LOWER_IS_BETTER,
     METRIC_COLUMNS,
     compare_folds,
@@ -739,3 +741,67 @@ def _paper_sources() -> list[str]:
 def tabulate_paper_results() -> pd.DataFrame:
     """The paper's published numbers as a table (see :data:`PAPER_RESULTS`)."""
     return PAPER_RESULTS.copy()
+
+
+CONTRIBUTION_METHODS = {
+    "mean": "at training mean",
+    "silence": "silenced",
+    "shapley": "head Shapley",
+    "attention": "attention weight",
+}
+"""Contribution method → its column in the results table's section."""
+
+
+def _ranking_cell(ranking: list[tuple[str, float]]) -> str:
+    if not ranking:
+        return "–"
+    return " > ".join(f"{source} {value:.2f}" for source, value in ranking)
+
+
+def contributions_section(summaries: dict[str, dict[str, Any]]) -> str:
+    """Markdown: for every multi-source variant and dimension, its sources ranked by
+    each method's pooled contribution (see docs/contributions.md)."""
+    methods = [
+        m
+        for m in CONTRIBUTION_METHODS
+        if any(r["method"] == m for s in summaries.values() for r in s["pooled"])
+    ]
+    lines = [
+        "## Source contributions",
+        "",
+        "Sources ranked by pooled R² drop when each is set to its training mean or "
+        "silenced, by their Shapley share of R² in the fusion head, and by mean "
+        "attention weight (docs/contributions.md says how to read them).",
+        "",
+        "| variant | audio | dimension | "
+        + " | ".join(CONTRIBUTION_METHODS[m] for m in methods)
+        + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for name, summary in summaries.items():
+        audio = summary.get("inputs", {}).get("audio", "unknown")
+        for dim in DIMENSIONS:
+            cells = [_ranking_cell(summary_ranking(summary, m, dim)) for m in methods]
+            lines.append(f"| {name} | {audio} | {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def add_contributions_section(
+    markdown: str, contribution_summaries: dict[str, Any], *fresh: dict[str, Any]
+) -> str:
+    """The results markdown with a section ranking each multi-source variant's
+    sources, before the published numbers; unchanged when none has run.
+
+    Args:
+        markdown: :func:`tabulate_results`' markdown.
+        contribution_summaries: Stored contribution summaries, variant → summary.
+        *fresh: This run's summaries (also orders the node after them).
+    """
+    summaries = collect_contribution_summaries(contribution_summaries, fresh)
+    if not summaries:
+        return markdown
+    section = contributions_section(summaries) + "\n\n"
+    anchor = markdown.find("## Published")
+    if anchor < 0:
+        return markdown.rstrip("\n") + "\n\n" + section
+    return markdown[:anchor] + section + markdown[anchor:]

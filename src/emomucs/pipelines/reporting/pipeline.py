@@ -6,10 +6,13 @@ from collections.abc import Sequence
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import tabulate_paper_results, tabulate_results
+from .nodes import add_contributions_section, tabulate_paper_results, tabulate_results
 
 
-def create_reporting_pipeline(variants: Sequence[str] = ()) -> Pipeline:
+def create_reporting_pipeline(
+    variants: Sequence[str] = (),
+    contributions: Sequence[str] | None = None,
+) -> Pipeline:
     """Tabulate the stored summaries (``cv_summaries``) of every variant run so far.
 
     Args:
@@ -17,7 +20,16 @@ def create_reporting_pipeline(variants: Sequence[str] = ()) -> Pipeline:
             become inputs too (keyword arguments named by the namespace), so the
             table is built after them. Leave empty to
             tabulate stored results only.
+        contributions: Namespaces whose source contributions this run computes
+            (their summaries become inputs). Given, even empty, the markdown gets
+            a section ranking the sources of every variant in
+            ``contribution_summaries``; None leaves it out.
     """
+    markdown = "results_markdown"
+    section = []
+    if contributions is not None:
+        markdown = "score_tables_markdown"
+        section = [_contributions_node(contributions, markdown)]
     return Pipeline(
         [
             Node(
@@ -26,9 +38,10 @@ def create_reporting_pipeline(variants: Sequence[str] = ()) -> Pipeline:
                     "cv_summaries": "cv_summaries",
                     **{v: f"{v}.cv_summary" for v in variants},
                 },
-                ["results_table", "results_markdown", "results_differences"],
+                ["results_table", markdown, "results_differences"],
                 name="tabulate_results",
             ),
+            *section,
             Node(
                 tabulate_paper_results,
                 None,
@@ -39,6 +52,20 @@ def create_reporting_pipeline(variants: Sequence[str] = ()) -> Pipeline:
     )
 
 
+def _contributions_node(contributions: Sequence[str], markdown: str) -> Node:
+    return Node(
+        add_contributions_section,
+        [
+            markdown,
+            "contribution_summaries",
+            *[f"{v}.contribution_summary" for v in contributions],
+        ],
+        "results_markdown",
+        name="add_contributions_section",
+    )
+
+
 def create_pipeline(**kwargs) -> Pipeline:
-    """The table of stored results, for ``kedro run --pipeline=reporting``."""
-    return create_reporting_pipeline()
+    """The table of stored results, for ``kedro run --pipeline=reporting``, with
+    the stored source contributions."""
+    return create_reporting_pipeline(contributions=())
