@@ -435,7 +435,7 @@ def _contribution_summary(label, drops, audio="oracle"):
 
 def test_contributions_section_ranks_sources_before_the_published_numbers():
     _, markdown, _ = tabulate_results({})
-    assert add_contributions_section(markdown, {}) == markdown
+    assert add_contributions_section(markdown, {}, {}) == markdown
     stored = {
         "emomucs_late.c1d_freeze": _contribution_summary(
             "EmoMucs-C1D late freeze", {"vocals": (0.4, 0.0), "drums": (0.1, 0.3)}
@@ -444,7 +444,8 @@ def test_contributions_section_ranks_sources_before_the_published_numbers():
     fresh = _contribution_summary(
         "EmoMucs-C1D late freeze", {"vocals": (0.05, 0.2), "drums": (0.5, 0.1)}
     )
-    text = add_contributions_section(markdown, stored)
+    text = add_contributions_section(markdown, stored, {})
+    assert "true source shares" not in text  # real data: no truth to compare with
     assert text.index("## Source contributions") < text.index("## Published")
     assert (
         "| emomucs_late.c1d_freeze | oracle | valence | vocals 0.40 > drums 0.10 |"
@@ -452,14 +453,37 @@ def test_contributions_section_ranks_sources_before_the_published_numbers():
     )
     assert "| arousal | drums 0.30 > vocals 0.00 |" in text
     # this run's summary replaces the stored one of the same variant
-    text = add_contributions_section(markdown, stored, fresh)
+    text = add_contributions_section(markdown, stored, {}, fresh)
     assert "| valence | drums 0.50 > vocals 0.05 |" in text
     assert "vocals 0.40" not in text
+
+
+def test_contributions_are_compared_with_the_corpus_true_shares():
+    _, markdown, _ = tabulate_results({})
+    drops = {"vocals": (0.4, 0.0), "other": (0.3, 0.1), "drums": (0.0, 0.5)}
+    drops["bass"] = (0.1, 0.2)
+    stored = {"emomucs_late.c1d_freeze": _contribution_summary("late", drops)}
+    shares = {
+        "valence": {"vocals": 0.5, "other": 0.5, "drums": 0.0, "bass": 0.0},
+        "arousal": {"drums": 0.67, "bass": 0.33, "other": 0.0, "vocals": 0.0},
+    }
+    text = add_contributions_section(markdown, stored, shares)
+    section = text[text.index("## Contributions against the corpus' true") :]
+    measured = {"valence": [0.4, 0.3, 0.0, 0.1], "arousal": [0.0, 0.1, 0.5, 0.2]}
+    for dim, values in measured.items():
+        truth = [shares[dim][s] for s in ("vocals", "other", "drums", "bass")]
+        rho = stats.spearmanr(values, truth).statistic
+        assert f"| {dim} | {rho:+.2f} |" in section
+    assert section.count("| +") == 2  # the right order correlates positively
 
 
 def test_reporting_pipeline_adds_the_section_after_the_contributions_of_the_run():
     pipe = create_reporting_pipeline(["x.y"], ["x.y"])
     node = next(n for n in pipe.nodes if n.name == "add_contributions_section")
-    assert node.inputs[1:] == ["contribution_summaries", "x.y.contribution_summary"]
+    assert node.inputs[1:] == [
+        "contribution_summaries",
+        "corpus_contributions",
+        "x.y.contribution_summary",
+    ]
     assert node.outputs == ["results_markdown"]
     assert "add_contributions_section" in {n.name for n in create_pipeline().nodes}

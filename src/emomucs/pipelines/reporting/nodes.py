@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from emomucs import SOURCES
 from emomucs.interpret import collect_contribution_summaries, summary_ranking
@@ -786,8 +787,57 @@ def contributions_section(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def agreement_section(
+    summaries: dict[str, dict[str, Any]], true_shares: Mapping[str, Any]
+) -> str | None:
+    """Markdown: Spearman's ρ between each method's pooled source contributions and
+    the corpus' true source shares (``contributions.json`` of a synthetic corpus),
+    per variant and dimension; None when the corpus has no shares.
+
+    Only variants with three or more sources get a ρ: with two it is ±1 or undefined.
+    """
+    if not all(isinstance(true_shares.get(d), Mapping) for d in DIMENSIONS):
+        return None
+    methods = [
+        m
+        for m in CONTRIBUTION_METHODS
+        if any(r["method"] == m for s in summaries.values() for r in s["pooled"])
+    ]
+    lines = [
+        "## Contributions against the corpus' true source shares",
+        "",
+        "Spearman's ρ between each method's pooled contribution of the sources and the "
+        "share of each dimension the corpus put in them (`contributions.json`); 1 is "
+        "the true order, – where it is undefined (fewer than three sources, or one "
+        "side constant).",
+        "",
+        "| variant | audio | dimension | "
+        + " | ".join(CONTRIBUTION_METHODS[m] for m in methods)
+        + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for name, summary in summaries.items():
+        audio = summary.get("inputs", {}).get("audio", "unknown")
+        for dim in DIMENSIONS:
+            cells = []
+            for method in methods:
+                ranking = dict(summary_ranking(summary, method, dim))
+                sources = [s for s in ranking if s in true_shares[dim]]
+                measured = [ranking[s] for s in sources]
+                truth = [float(true_shares[dim][s]) for s in sources]
+                rho = np.nan
+                if len(sources) >= 3 and np.ptp(measured) > 0 and np.ptp(truth) > 0:
+                    rho = float(stats.spearmanr(measured, truth).statistic)
+                cells.append("–" if np.isnan(rho) else f"{rho:+.2f}")
+            lines.append(f"| {name} | {audio} | {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def add_contributions_section(
-    markdown: str, contribution_summaries: dict[str, Any], *fresh: dict[str, Any]
+    markdown: str,
+    contribution_summaries: dict[str, Any],
+    corpus_contributions: Mapping[str, Any],
+    *fresh: dict[str, Any],
 ) -> str:
     """The results markdown with a section ranking each multi-source variant's
     sources, before the published numbers; unchanged when none has run.
@@ -795,12 +845,18 @@ def add_contributions_section(
     Args:
         markdown: :func:`tabulate_results`' markdown.
         contribution_summaries: Stored contribution summaries, variant → summary.
+        corpus_contributions: The dataset's true source shares per dimension
+            (a synthetic corpus' ``contributions.json``; ``{}`` for real data):
+            when given, a second section says how well each method recovers them.
         *fresh: This run's summaries (also orders the node after them).
     """
     summaries = collect_contribution_summaries(contribution_summaries, fresh)
     if not summaries:
         return markdown
     section = contributions_section(summaries) + "\n\n"
+    agreement = agreement_section(summaries, corpus_contributions or {})
+    if agreement:
+        section += agreement + "\n\n"
     anchor = markdown.find("## Published")
     if anchor < 0:
         return markdown.rstrip("\n") + "\n\n" + section

@@ -58,6 +58,7 @@ def _contributions_node(contributions: Sequence[str], markdown: str) -> Node:
         [
             markdown,
             "contribution_summaries",
+            "corpus_contributions",
             *[f"{v}.contribution_summary" for v in contributions],
         ],
         "results_markdown",
