@@ -16,11 +16,12 @@ from emomucs.pipelines.reporting.pipeline import create_pipeline
 
 CATALOG = Path(__file__).parents[2] / "conf" / "base" / "catalog" / "reporting.yml"
 EXPERIMENTS = CATALOG.with_name("experiments.yml")
+REFERENCE = CATALOG.with_name("reference.yml")
 
 
-def _store(path: Path) -> dict:
-    """The project's ``cv_summaries`` entry, pointed at ``path``."""
-    config = yaml.safe_load(CATALOG.read_text())["cv_summaries"]
+def _store(path: Path, name: str = "cv_summaries") -> dict:
+    """The project's ``name`` entry (a results store), pointed at ``path``."""
+    config = yaml.safe_load(CATALOG.read_text())[name]
     return {**config, "path": str(path)}
 
 
@@ -42,7 +43,15 @@ def test_store_loads_the_summaries_it_holds(tmp_path):
 
 
 def test_reporting_runs_before_any_variant_has(tmp_path):
-    catalog = DataCatalog.from_config({"cv_summaries": _store(tmp_path / "none")})
+    truth = yaml.safe_load(REFERENCE.read_text())["corpus_contributions"]
+    catalog = DataCatalog.from_config(
+        {
+            "cv_summaries": _store(tmp_path / "none"),
+            "contribution_summaries": _store(tmp_path / "no", "contribution_summaries"),
+            # real data: no contributions.json at the dataset root
+            "corpus_contributions": {**truth, "filepath": str(tmp_path / "c.json")},
+        }
+    )
     pipe: Pipeline = create_pipeline()
     outputs = SequentialRunner().run(pipe, catalog)
     assert "No variant has run yet." in outputs["results_markdown"].load()
