@@ -23,6 +23,7 @@ import soundfile
 import yaml
 
 from emomucs.datasets import TorchDataset
+from emomucs.interpret import silence_features
 from emomucs.models import from_checkpoint
 from emomucs.pipelines.clipping.nodes import _conform
 from emomucs.pipelines.predict.nodes import (
@@ -161,6 +162,25 @@ def test_ensemble_is_the_mean_of_the_fold_models(project):
     assert row["valence_model"] == pytest.approx(each[:, 0].mean(), abs=1e-6)
     assert row["arousal_model"] == pytest.approx(each[:, 1].mean(), abs=1e-6)
     assert row["valence_sd"] == pytest.approx(each[:, 0].std() / 2, abs=1e-6)
+    # per-source contributions: the output minus the output with that stem silent
+    sources = list(cv_models["experiment"]["sources"])
+    assert predictor.explained == sources
+    silent = x.clone()
+    silent[:, sources.index("vocals")] = silence_features(features)
+    without = np.stack(
+        [
+            predict(
+                from_checkpoint(m.checkpoint),
+                Standardiser.from_state(m.checkpoint["standardiser"])(silent),
+                batch_size=4,
+            ).numpy()[0]
+            for m in selected_models(cv_models)
+        ]
+    )
+    for d, dim in enumerate(("valence", "arousal")):
+        expected = (each[:, d] - without[:, d]).mean() / 2
+        assert row[f"{dim}_from_vocals"] == pytest.approx(expected, abs=1e-6)
+    assert not np.isclose(row["valence_from_vocals"], 0.0)
 
 
 def test_windows_give_a_row_per_window_and_their_mean(project):
@@ -215,7 +235,7 @@ def test_mlflow_model_predicts_what_the_cli_does(project):
     done = emomucs(project, "predict", str(sample), "--env=tiny", "--format=json")
     assert done.returncode == 0, done.stderr[-3000:]
     cli_row = json.loads(done.stdout)[0]
-    for column in ("valence", "arousal", "valence_sd", "arousal_sd"):
+    for column in ("valence", "arousal", "valence_sd", "arousal_from_vocals"):
         assert served_row[column] == pytest.approx(cli_row[column], abs=1e-6)
     by_run = emomucs(
         project, "predict", str(sample), f"--run={run_id}", "--format=json"
@@ -249,10 +269,10 @@ def test_predict_pipeline_writes_the_cli_numbers(project):
     )
     table = pd.read_csv(latest(project, "data/07_model_output/predictions.csv"))
     assert len(table) == 4 and table["error"].isna().all()
-    assert table["variant"].notna().all()
+    assert (table["variant"] == VARIANT).all()
     done = emomucs(project, "predict", str(SAMPLES), "--env=tiny", "--format=csv")
     assert done.returncode == 0, done.stderr[-3000:]
     cli = pd.read_csv(io.StringIO(done.stdout))
     assert list(cli["path"]) == list(table["path"])
-    for column in ("valence", "arousal", "valence_sd", "arousal_model"):
+    for column in ("valence", "arousal", "valence_sd", "arousal_from_drums"):
         assert np.allclose(cli[column], table[column], atol=1e-6)

@@ -29,6 +29,7 @@ import torch
 
 from emomucs import SOURCES
 from emomucs.audio import AudioError, AudioSet, fix_length, load_audio
+from emomucs.interpret import silence_features
 from emomucs.models import from_checkpoint
 from emomucs.pipelines.clipping.nodes import _conform
 from emomucs.pipelines.features.nodes import collect_waveforms, compute_log_mel
@@ -107,6 +108,11 @@ def window_starts(samples: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+def contribution_column(dimension: str, source: str) -> str:
+    """The column of a source's contribution to a dimension: ``<dim>_from_<source>``."""
+    return f"{dimension}_from_{source}"
+
+
 def to_pmemo_scale(value: np.ndarray | float) -> np.ndarray | float:
     """The models' [-1, 1] to PMEmo's [0, 1] (the inverse of ingestion's ``2v - 1``)."""
     return (value + 1.0) / 2.0
@@ -171,13 +177,48 @@ class Predictor:
         table = pd.DataFrame(rows, columns=self.columns())
         return table
 
-    @staticmethod
-    def columns() -> list[str]:
+    @property
+    def explained(self) -> list[str]:
+        """The sources whose contributions are reported: every source of a
+        multi-source EmoMucs ensemble, none otherwise."""
+        if len(self.sources) < 2 or any(
+            getattr(model, "sources", None) is None for _, model, _ in self.models
+        ):
+            return []
+        return list(self.sources)
+
+    def columns(self) -> list[str]:
         """The columns of :meth:`predict_files`' table."""
         values = [
             f"{dim}{suffix}" for dim in DIMENSIONS for suffix in ("", "_sd", "_model")
         ]
-        return ["path", "window", "start_s", *values, "error"]
+        contributions = [
+            contribution_column(dim, source)
+            for dim in DIMENSIONS
+            for source in self.explained
+        ]
+        return ["path", "window", "start_s", *values, *contributions, "error"]
+
+    def ensemble_contributions(self, features: dict[str, Any]) -> np.ndarray | None:
+        """``(models, windows, sources, 2)``: each model's output minus its output
+        with that source's input replaced by the features of digital silence (the
+        contributions stage's ``silence`` ablation, per track), on [-1, 1]; None
+        when the ensemble has no sources to explain."""
+        if not self.explained:
+            return None
+        silence = silence_features(features)
+        x = select_inputs(features, self.sources, features["music_ids"].tolist())
+        result = []
+        for _, model, standardiser in self.models:
+            intact = predict(model, standardiser(x), batch_size=16).numpy()
+            changes = []
+            for i in range(len(self.sources)):
+                ablated = x.clone()
+                ablated[:, i] = silence
+                without = predict(model, standardiser(ablated), batch_size=16)
+                changes.append(intact - without.numpy())
+            result.append(np.stack(changes, axis=1))
+        return np.stack(result)
 
     def ensemble_outputs(self, features: dict[str, Any]) -> np.ndarray:
         """``(models, windows, 2)`` outputs on [-1, 1] of every model of the ensemble
@@ -252,19 +293,34 @@ class Predictor:
         else:
             # one clip from the middle: a chorus's or a song's most typical part
             starts = [max(0, (audio.shape[-1] - window) // 2)]
-        outputs = self.ensemble_outputs(self.features_of(audio, rate, starts))
+        features = self.features_of(audio, rate, starts)
+        outputs = self.ensemble_outputs(features)
+        contributions = self.ensemble_contributions(features)
         rows = [
-            self._row(path, i if windows else None, start, outputs[:, i])
+            self._row(
+                path,
+                i if windows else None,
+                start,
+                outputs[:, i],
+                None if contributions is None else contributions[:, i],
+            )
             for i, start in enumerate(starts)
         ]
         if windows:
-            rows.append(self._row(path, MEAN_WINDOW, None, outputs.mean(axis=1)))
+            mean = None if contributions is None else contributions.mean(axis=1)
+            rows.append(self._row(path, MEAN_WINDOW, None, outputs.mean(axis=1), mean))
         return rows
 
     def _row(
-        self, path: str, window: Any, start: int | None, outputs: np.ndarray
+        self,
+        path: str,
+        window: Any,
+        start: int | None,
+        outputs: np.ndarray,
+        contributions: np.ndarray | None = None,
     ) -> dict[str, Any]:
-        """One row from ``(models, 2)`` outputs: their mean and spread."""
+        """One row from ``(models, 2)`` outputs (their mean and spread) and
+        ``(models, sources, 2)`` contributions (their mean, on PMEmo's scale)."""
         row: dict[str, Any] = {
             "path": path,
             "window": window,
@@ -277,6 +333,11 @@ class Predictor:
             row[dim] = float(to_pmemo_scale(mean))
             # sd on [0, 1]: half the sd on [-1, 1]
             row[f"{dim}_sd"] = float(outputs[:, d].std() / 2.0)
+            if contributions is not None:
+                for i, source in enumerate(self.explained):
+                    # a change of v on [-1, 1] is v / 2 on [0, 1]
+                    mean = float(contributions[:, i, d].mean() / 2.0)
+                    row[contribution_column(dim, source)] = mean
         return row
 
 
@@ -394,8 +455,6 @@ def predict_emotions(
         separation: ``separation`` parameters (``separator``, ``apply``).
         clipping: ``clipping`` parameters.
     """
-    # Kedro 1.7 replaces (does not merge) a block that `--params predict.x=...`
-    # names when the run's environment lacks it: every key has a default here
     variant = options.get("variant") or cv_models.get("label")
     predictor = build_predictor(
         cv_models,
