@@ -166,6 +166,6 @@ def run_predict(
     click.echo(render(table, output_format))
     failed = table[table["error"].notna()]
     for path, error in zip(failed["path"], failed["error"], strict=True):
-        named = error if Path(path).name in error else f"{path}: {error}"
-        click.echo(f"error: {named}", err=True)
+        reason = error.removeprefix(f"{Path(path).name}: ")
+        click.echo(f"error: {path}: {reason}", err=True)
     return 1 if len(failed) else 0

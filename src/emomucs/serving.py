@@ -88,7 +88,8 @@ def log_predict_model(
 
     Args:
         separator: ``separation.separator`` parameters; a local repo's model files
-            are copied in (a relative ``repo`` is taken from ``project_path``).
+            are copied in (a relative ``repo`` is taken from ``project_path``),
+            unless the variant reads the mix only.
         clipping: The clip format (``clip_seconds``, ``sample_rate``, ``channels``).
         info: ``variant``, ``run_id``, ``corpus``: shown with every prediction.
     """
@@ -106,7 +107,8 @@ def log_predict_model(
         folder = Path(scratch)
         torch.save(cv_models, folder / "cv_models.pt")
         artifacts = {"cv_models": str(folder / "cv_models.pt")}
-        if separator.get("kind") == "local":
+        mix_only = cv_models["inputs"]["audio"] == "mix"
+        if separator.get("kind") == "local" and not mix_only:
             repo = Path(separator["repo"])
             repo = repo if repo.is_absolute() else project_path / repo
             (folder / "separator").mkdir()
