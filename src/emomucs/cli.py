@@ -80,3 +80,47 @@ def prune(args: tuple[str, ...]) -> None:
     from emomucs.prune import main as prune_main
 
     raise SystemExit(prune_main(list(args)))
+
+
+@cli.command(name="predict")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option(
+    "--variant",
+    help="Trained variant of this project (its newest cv_models), e.g. "
+    "emomucs_late.c1d_full; default: predict.variant.",
+)
+@click.option(
+    "--run",
+    "run_id",
+    help="MLflow run id whose predict_model to use instead of the project's files.",
+)
+@click.option("--windows", is_flag=True, help="Slide the clip over the whole file.")
+@click.option("--hop", type=float, help="Window hop in seconds (default: clip length).")
+@click.option("--checkpoint", help="One model, r<repeat>o<outer>, not the ensemble.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--env", "-e", help="Kedro configuration environment (with --variant).")
+def predict(
+    paths: tuple[str, ...],
+    variant: str | None,
+    run_id: str | None,
+    windows: bool,
+    hop: float | None,
+    checkpoint: str | None,
+    output_format: str,
+    env: str | None,
+) -> None:
+    """Valence and arousal of audio files or folders (mp3, wav, flac, ogg) by a
+    trained variant's ensemble; see docs/predict.md."""
+    from emomucs.predict_cli import run_predict
+
+    raise SystemExit(
+        run_predict(
+            list(paths), variant, run_id, windows, hop, checkpoint, output_format, env
+        )
+    )

@@ -218,6 +218,7 @@ class MlflowVariantRunsHook:
         self._variants: set[str] = set()
         self._children: dict[str, str] = {}
         self._identity: dict[str, str] = {}
+        self._predict_models: dict[str, Any] | None = None
 
     # Kedro hooks -----------------------------------------------------------------
 
@@ -278,6 +279,9 @@ class MlflowVariantRunsHook:
 
     @hook_impl(tryfirst=True)  # close children before kedro-mlflow ends the parent
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        if self._predict_models is not None:
+            variant = self._params["predict"]["variant"]
+            self._guard(self._log_predict_model, variant)
         self._finish(RunStatus.FINISHED)
 
     @hook_impl(tryfirst=True)
@@ -402,6 +406,13 @@ class MlflowVariantRunsHook:
         return run_id
 
     def _log_variant(self, variant: str, suffix: str, data: Any) -> None:
+        predict = self._params.get("predict") or {}
+        if (
+            suffix == "cv_models"
+            and predict.get("log_model")
+            and predict.get("variant") == variant
+        ):
+            self._predict_models = data  # logged as a model when the run ends
         if suffix == "cv_models" and not self.log_models:
             return
         run_id = self._child(variant)
@@ -414,6 +425,29 @@ class MlflowVariantRunsHook:
         elif suffix == "contribution_summary":
             self._log_contributions(run_id, data)
         self._log_artifact(run_id, self.variant_artifacts[suffix], data)
+
+    def _log_predict_model(self, variant: str) -> None:
+        """The variant's predict pipeline as an MLflow model in its child run
+        (:mod:`emomucs.serving`); not for oracle stems, which new audio lacks."""
+        from emomucs.serving import log_predict_model
+
+        separation = self._params.get("separation", {})
+        if self._predict_models["inputs"]["audio"] == "oracle":
+            log.info("predict model of %s not logged: trained on oracle stems", variant)
+            return
+        run_id = self._child(variant)
+        info = {"variant": variant, "run_id": run_id}
+        if self._corpus_root is not None:
+            info["corpus"] = corpus_name(self._corpus_root)
+        log_predict_model(
+            self._predict_models,
+            separation.get("separator", {}),
+            self._params["clipping"],
+            separation.get("apply"),
+            info,
+            self._project_path or Path.cwd(),
+            run_id,
+        )
 
     def _log_summary(self, run_id: str, summary: Mapping[str, Any]) -> None:
         metrics = [

@@ -17,6 +17,7 @@ from emomucs.pipelines import (
     features,
     ingestion,
     plots,
+    predict,
     reference,
     reporting,
     separation,
@@ -76,6 +77,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "features": separated + features.create_pipeline(),
         "reference": separated + reference.create_pipeline(),
         "reporting": reporting.create_pipeline(),
+        "predict": predict.create_pipeline(),
         "plots": plots.create_pipeline(),
     }
     for name, experiment in experiments.create_pipelines().items():
