@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from emomucs import SOURCES
 from emomucs.audio import LazyAudio, fix_length, resample, set_channels
+from emomucs.device import resolve_device
 from emomucs.progress import quiet_progress
 from emomucs.separation.cache import StemsCache, audio_digest, environment
 from emomucs.separation.separators import LoadedSeparator
@@ -59,12 +60,6 @@ class ApplyOptions:
         for key in ("batch_size", "device"):
             config.pop(key)
         return config
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def source_matrix(model_sources: tuple[str, ...]) -> np.ndarray:
