@@ -11,14 +11,15 @@ from kedro.config import OmegaConfigLoader
 
 from emomucs.errors import SettingsError
 from emomucs.parameters import validate_parameters
+from emomucs.settings import CONFIG_LOADER_ARGS
 from tests.tiny_project import PROJECT, make_project, subprocess_env
 
 
 def _parameters(env: str) -> dict:
-    loader = OmegaConfigLoader(
-        str(PROJECT / "conf"), base_env="base", default_run_env=env
-    )
-    return loader["parameters"]
+    """The parameters as ``kedro run --env <env>`` reads them (the project's loader
+    settings: base, then the environment merged softly)."""
+    arguments = {**CONFIG_LOADER_ARGS, "default_run_env": env}
+    return OmegaConfigLoader(str(PROJECT / "conf"), **arguments)["parameters"]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,7 @@ def test_every_environment_holds_only_declared_settings(env):
 MISSPELT = [
     # (where the wrong key goes, the wrong key, the name the message suggests)
     ("clipping", "clip_second", "clipping.clip_seconds"),
+    ("contributions", "shapely", "contributions.shapley"),
     ("cv", "outer_fold", "cv.outer_folds"),
     ("training", "max_epoch", "training.max_epochs"),
     ("training", "repeat", "training.repeats"),  # a CVOptions field

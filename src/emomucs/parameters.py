@@ -86,6 +86,11 @@ class Clipping(_Group):
     min_surviving_fraction: float | None = None
 
 
+class Contributions(_Group):
+    shapley: bool | None = None
+    tolerance: float | None = None
+
+
 class Ingestion(_Group):
     on_bad_track: OnBadTrack | None = None
     chorus_span_tolerance_s: float | None = None
@@ -109,6 +114,7 @@ class Plots(_Group):
     alpha: float | None = None
     fold_colormap: str | None = None
     colormap: str | None = None
+    overview_columns: int | None = None
 
 
 class Reference(_Group):
@@ -187,6 +193,7 @@ def _groups() -> dict[str, type]:
     )
     return {
         "clipping": Clipping,
+        "contributions": Contributions,
         "cv": Folds,
         "features": Features,
         "ingestion": Ingestion,
