@@ -75,19 +75,24 @@ def source_fingerprint(parts: tuple[str, ...]) -> str:
     return digest.hexdigest()[:12]
 
 
-def changed_parts(old: dict[str, Any], new: dict[str, Any]) -> str:
+def changed_parts(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
     """Which parts of a cache key differ, for a log line: ``"code (a1b2 -> c3d4),
-    torch (2.4.0 -> 2.5.1)"``; long values are shortened to a fingerprint."""
+    settings.seed (0 -> 1)"``; nested dicts name their changed keys, long values are
+    shortened to a fingerprint."""
 
     def show(value: Any) -> str:
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         return text if len(text) <= 24 else settings_fingerprint(value)[:8]
 
-    changes = [
-        f"{name} ({show(old.get(name))} -> {show(new.get(name))})"
-        for name in sorted(set(old) | set(new))
-        if old.get(name) != new.get(name)
-    ]
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes.append(changed_parts(before, after, f"{prefix}{name}."))
+        else:
+            changes.append(f"{prefix}{name} ({show(before)} -> {show(after)})")
     return ", ".join(changes) or "nothing recorded"
 
 

@@ -93,4 +93,6 @@ def test_the_key_holds_the_built_model_and_the_device(
             options,
         )
     assert len(counted) == 12
-    assert "model (" in caplog.text
+    # the changed argument is named, in the built model and in the variant's settings
+    assert "model.kwargs.hidden_units (64 -> 8)" in caplog.text
+    assert "experiment.network_kwargs.hidden_units (null -> 8)" in caplog.text
