@@ -33,7 +33,7 @@ from emomucs.errors import SettingsError
 
 FORBID = ConfigDict(extra="forbid")
 
-RUNTIME_ONLY = frozenset({"dataset_root", "on_bad_track"})
+RUNTIME_ONLY = frozenset({"dataset_root", "on_bad_track", "predict_variant"})
 """Top-level names that ``--params`` sets for ``${runtime_params:...}`` in conf:
 Kedro merges them into the parameters too."""
 
@@ -117,6 +117,18 @@ class Plots(_Group):
     overview_columns: int | None = None
 
 
+class Predict(_Group):
+    """``kedro run --pipeline=predict`` (from the predict branch; declared here so the
+    schema accepts it when that branch merges)."""
+
+    variant: str | None = None
+    paths: list[str] | None = None
+    windows: bool | None = None
+    hop_seconds: float | None = None
+    checkpoint: str | None = None
+    log_model: bool | None = None
+
+
 class Reference(_Group):
     statistics: list[str] | None = None
     exclude_padding: bool | None = None
@@ -198,6 +210,7 @@ def _groups() -> dict[str, type]:
         "features": Features,
         "ingestion": Ingestion,
         "plots": Plots,
+        "predict": Predict,
         "reference": Reference,
         "separation": separation,
         "separator_training": separator_training,
