@@ -2,7 +2,8 @@
 
 Kedro lets a project's ``cli.py`` override a built-in command. This ``run`` takes the
 same options as Kedro's and runs it unchanged; only when the run fails on the input
-(a :class:`~emomucs.errors.DatasetInputError`, a separator that cannot be loaded, or a
+(a :class:`~emomucs.errors.DatasetInputError`, a misspelt setting
+(:class:`~emomucs.errors.SettingsError`), a separator that cannot be loaded, or a
 dataset that cannot be read) does it print the message alone, ``Error: ...``, and exit
 with status 1 instead of a traceback. ``kedro run --verbose`` keeps the traceback.
 Any other exception (a bug) propagates with its traceback, as in Kedro.
@@ -16,10 +17,10 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io import DatasetError
 
-from emomucs.errors import DatasetInputError
+from emomucs.errors import DatasetInputError, SettingsError
 from emomucs.separation import SeparatorUnavailableError
 
-INPUT_ERRORS = (DatasetInputError, SeparatorUnavailableError)
+INPUT_ERRORS = (DatasetInputError, SeparatorUnavailableError, SettingsError)
 """Failures whose message says what to fix in the data or the settings."""
 
 _LOAD_FAILED = "Failed while loading data from dataset"

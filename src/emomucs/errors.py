@@ -14,3 +14,8 @@ class DatasetInputError(ValueError):
     tracks survive the checks, the cross-validation settings need more tracks than
     the dataset has.
     """
+
+
+class SettingsError(ValueError):
+    """A parameter that is not a setting (misspelt, or of another group) or a value of
+    the wrong type; the message names the key, its group and the closest valid name."""

@@ -7,9 +7,11 @@
 from kedro.config import OmegaConfigLoader
 
 from emomucs.hooks import MlflowVariantRunsHook
+from emomucs.parameters import ValidateParametersHook
 
+# Parameters are checked against their schema first (a misspelt key fails the run);
 # kedro-mlflow opens one MLflow run per `kedro run`; this adds a child run per variant.
-HOOKS = (MlflowVariantRunsHook(),)
+HOOKS = (ValidateParametersHook(), MlflowVariantRunsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 # Parameters merge softly: an environment (paper, benchmark) overrides only the keys it

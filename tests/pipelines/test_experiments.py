@@ -23,6 +23,7 @@ from emomucs.pipelines.experiments import (
     variant_namespaces,
 )
 from emomucs.pipelines.experiments.nodes import check_pretrained_settings
+from emomucs.pipelines.experiments.pipeline import create_baselines_pipeline
 from emomucs.pipelines.experiments.variants import (
     FUSIONS,
     baseline_variants,
@@ -262,6 +263,69 @@ def _assert_contributions(catalog, pipe, fusion, params):
     assert summary["label"] == f"EmoMucs-C2D {fusion} freeze"
     assert summary["n_repeats"] == params["training"]["repeats"]
     assert len(summary["pooled"]) == len(pooled)
+
+
+def test_tiny_early_mid_and_baselines_run_end_to_end():
+    """``emomucs_early``, ``emomucs_mid`` and ``baselines`` as registered, in one
+    run with the results table, on 12 tracks of 2 s: every variant predicts every
+    track once, the table lays them out in the paper's columns, and each EmoMucs row
+    is compared with its mix baseline of the same run."""
+    table, mix, stems = make_corpus(n_tracks=12, seconds=2.0, seed=5)
+    params = _config("local", "parameters")
+    params["training"] = {
+        **params["training"],
+        "max_epochs": 2,
+        "patience": 1,
+        "repeats": 1,
+        "cache_dir": None,
+        "progress": False,
+    }
+    pipe = (
+        create_emomucs_pipeline("early")
+        + create_emomucs_pipeline("mid")
+        + create_baselines_pipeline()
+    )
+    variants = variant_namespaces(pipe)
+    pipe += create_reporting_pipeline(variants)
+    data = {"track_table": table, "mix": mix, "stems": stems, "cv_summaries": {}}
+    data.update(_param_inputs(params))
+    outputs = {d: KeptDataset() for d in pipe.all_outputs()}
+    catalog = DataCatalog({**{k: MemoryDataset(v) for k, v in data.items()}, **outputs})
+    SequentialRunner().run(pipe, catalog)
+
+    expected = {
+        v.namespace
+        for v in [
+            *baseline_variants(),
+            *emomucs_variants("early"),
+            *emomucs_variants("mid"),
+        ]
+    }
+    assert expected <= set(variants)
+    # mid fusion starts from the C2D with a hidden layer, early from the plain one
+    assert "sources.c2d_hidden_vocals" in variants and "sources.c2d_vocals" in variants
+    for namespace in variants:
+        predictions = catalog.load(f"{namespace}.cv_predictions")
+        assert sorted(predictions["musicId"]) == sorted(table["musicId"]), namespace
+        assert np.isfinite(predictions[["valence_pred", "arousal_pred"]]).all().all()
+    assert (
+        catalog.load("baselines.wavec1d.cv_summary")["inputs"]["representation"]
+        == "waveform"
+    )
+    assert catalog.load("baselines.c1d.cv_summary")["inputs"]["audio"] == "mix"
+    results = catalog.load("results_table")
+    assert len(results) == len(variants) == 27
+    markdown = catalog.load("results_markdown")
+    assert "| model | strategy | mix | early | mid | late |" in markdown
+    for row in ("| C1D-M | – | ", "| C2D-M | – | ", "| WaveC1D-M | – | "):
+        assert row in markdown
+    assert "| emomucs_mid.c2d_hidden_freeze | EmoMucs-C2D mid freeze" in markdown
+    differences = catalog.load("results_differences").set_index("variant")
+    assert set(differences["status"]) == {"ok"}  # every baseline ran here
+    for namespace in expected - {v.namespace for v in baseline_variants()}:
+        network = "c2d" if "c2d" in namespace else "c1d"
+        assert differences.loc[namespace, "baseline"] == f"baselines.{network}"
+        assert np.isfinite(differences.loc[namespace, "r2_valence_diff"])
 
 
 def _assert_settings_recorded(catalog, summary, table, params):

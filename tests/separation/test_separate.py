@@ -167,3 +167,38 @@ def test_the_seed_keys_the_cache_only_with_random_shifts(separator, tmp_path):
             progress=False,
         )
     assert len(list(tmp_path.glob("*.npz"))) == 3  # one without shifts, two with
+
+
+def test_changed_separation_code_separates_again_and_says_why(
+    separator, tmp_path, monkeypatch, caplog
+):
+    from emomucs.separation import cache as stems_cache
+
+    clips = _clips(2, channels=2, rate=8000, seconds=1.0)
+    cache = StemsCache(tmp_path)
+    run = lambda: separate_tracks(  # noqa: E731
+        clips, 8000, separator, 8000, ApplyOptions(), cache, progress=False
+    )
+    computed: list[int] = []
+    real = separate.separate_batch
+
+    def counting(model, batch, *args, **kwargs):
+        computed.append(len(batch))
+        return real(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(separate, "separate_batch", counting)
+    run()
+    with caplog.at_level("INFO", logger="emomucs.separation.separate"):
+        run()
+    assert sum(computed) == 2  # same key: both tracks reused
+    assert "do not match" not in caplog.text
+
+    monkeypatch.setattr(stems_cache, "source_fingerprint", lambda parts: "edited")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="emomucs.separation.separate"):
+        run()
+    assert sum(computed) == 4  # a fix in separation/ separates again
+    (line,) = [r.getMessage() for r in caplog.records if "do not match" in r.message]
+    assert "2 cached tracks" in line and "code (" in line and "-> edited)" in line
+    assert "demucs" not in line and "device" not in line
+    assert len(list(tmp_path.glob("*.npz"))) == 4

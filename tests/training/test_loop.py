@@ -137,3 +137,16 @@ def test_weight_decay_pulls_weights_that_the_loss_does_not_need_to_zero():
 def test_bad_weight_decay_or_reduction_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainOptions(**kwargs)
+
+
+def test_one_device_resolver_and_one_list_of_fusion_and_strategy_names():
+    """Training, separation and the experiment grid share one definition of each."""
+    from emomucs import device
+    from emomucs.models import fusion
+    from emomucs.pipelines.experiments import variants
+    from emomucs.separation import separate
+    from emomucs.training import loop, spec
+
+    assert loop.resolve_device is separate.resolve_device is device.resolve_device
+    assert spec.FUSIONS == tuple(fusion.FUSIONS) and variants.FUSIONS is spec.FUSIONS
+    assert variants.STRATEGIES is spec.STRATEGIES

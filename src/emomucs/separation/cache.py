@@ -8,8 +8,10 @@ cache is what lets the next run skip the finished tracks. Nothing in it is ever 
 source of truth: deleting the folder only costs time.
 
 Each entry is keyed by the track, a hash of the clip's samples and everything that
-shapes the stems (separator identity, application options, output rate), so changing
-any of them never reuses stale stems. Entries are written to a temporary name and
+shapes the stems (separator identity, application options, output rate, and what
+:func:`environment` describes: the separation code, torch's and demucs' versions and the
+device), so changing any of them never reuses stale stems. Each entry keeps its key's
+parts, and a run that cannot reuse a track's earlier entry logs which part changed. Entries are written to a temporary name and
 renamed into place, so a partial file is never read back. They hold the stems as 16-bit
 FLAC scaled to each stem's peak (:mod:`emomucs.audio_codec`), a third to a quarter of float32, the
 same as the ``stems`` dataset stores, so resumed and uninterrupted runs give the same
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from emomucs import audio_codec
+from emomucs.fingerprints import changed_parts, source_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,26 @@ CACHE_FORMAT = 2
 2: FLAC entries (``.npz``) instead of float32 ``.npy``."""
 
 ENTRY_SUFFIX = ".npz"
+
+SEPARATION_CODE = ("separation", "audio.py", "audio_codec.py")
+"""emomucs modules whose source changes the stems of a clip."""
+
+
+def environment(device: str) -> dict[str, str]:
+    """The key parts the options do not hold: code, library versions, device type.
+
+    Args:
+        device: The resolved device the separator runs on (``cpu``, ``cuda:0``).
+    """
+    import demucs
+    import torch
+
+    return {
+        "code": source_fingerprint(SEPARATION_CODE),
+        "torch": torch.__version__,
+        "demucs": getattr(demucs, "__version__", "unknown"),
+        "device": torch.device(device).type,
+    }
 
 
 def audio_digest(audio: np.ndarray, sample_rate: int) -> str:
@@ -65,21 +88,63 @@ class StemsCache:
         return self.directory is not None
 
     @staticmethod
+    def key_parts(
+        music_id: int,
+        clip_digest: str,
+        separator: str,
+        config: dict[str, Any],
+        environment: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Every input that determines a track's stems, as JSON-able parts."""
+        parts = {
+            "format": CACHE_FORMAT,
+            "track": int(music_id),
+            "clip": clip_digest,
+            "separator": separator,
+            "config": config,
+        }
+        return json.loads(json.dumps({**parts, **(environment or {})}, sort_keys=True))
+
+    @staticmethod
     def key(
-        music_id: int, clip_digest: str, separator: str, config: dict[str, Any]
+        music_id: int,
+        clip_digest: str,
+        separator: str,
+        config: dict[str, Any],
+        environment: dict[str, str] | None = None,
     ) -> str:
-        """The entry key: a hash of every input that determines the stems."""
-        payload = json.dumps(
-            {
-                "format": CACHE_FORMAT,
-                "track": int(music_id),
-                "clip": clip_digest,
-                "separator": separator,
-                "config": config,
-            },
-            sort_keys=True,
+        """The entry key: a hash of :meth:`key_parts`."""
+        return StemsCache.digest(
+            StemsCache.key_parts(music_id, clip_digest, separator, config, environment)
         )
+
+    @staticmethod
+    def digest(parts: dict[str, Any]) -> str:
+        """The entry key of :meth:`key_parts`' parts."""
+        payload = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+    def explain_miss(self, music_id: int, parts: dict[str, Any]) -> str | None:
+        """Which key parts differ from the track's newest entry written by the same
+        separator, or None (no earlier entry, or one without recorded parts)."""
+        if self.directory is None or not self.directory.is_dir():
+            return None
+        earlier = sorted(
+            self.directory.glob(f"{int(music_id)}-*{ENTRY_SUFFIX}"),
+            key=lambda entry: entry.stat().st_mtime,
+            reverse=True,
+        )
+        for entry in earlier:
+            try:
+                with np.load(entry, allow_pickle=False) as archive:
+                    if "key_parts" not in archive.files:
+                        continue
+                    old = json.loads(str(archive["key_parts"]))
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                continue
+            if old.get("separator") == parts.get("separator"):
+                return changed_parts(old, parts)
+        return None
 
     @staticmethod
     def separator_of(entry: Path) -> str | None:
@@ -145,12 +210,18 @@ class StemsCache:
         return stems
 
     def save(
-        self, music_id: int, key: str, stems: np.ndarray, separator: str = ""
+        self,
+        music_id: int,
+        key: str,
+        stems: np.ndarray,
+        separator: str = "",
+        parts: dict[str, Any] | None = None,
     ) -> None:
         """Write through a temporary file in the same folder, then rename into place.
 
         ``separator`` (its identity) is kept in the entry so that ``python -m
-        emomucs.prune`` can tell the entries of other separators.
+        emomucs.prune`` can tell the entries of other separators; ``parts`` (the
+        key's, :meth:`key_parts`) so that a later run can say why it recomputes.
         """
         if self.directory is None:
             return
@@ -163,6 +234,8 @@ class StemsCache:
         # the rate only labels the FLAC stream; any valid one decodes the same samples
         encoded = audio_codec.encode(stems, 8000)
         members: dict[str, np.ndarray] = {"separator": np.array(str(separator))}
+        if parts is not None:
+            members["key_parts"] = np.array(json.dumps(parts, sort_keys=True))
         if encoded is None:
             members["audio"] = stems
         else:

@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from emomucs import SOURCES
 from emomucs.audio import LazyAudio, fix_length, resample, set_channels
+from emomucs.device import resolve_device
 from emomucs.progress import quiet_progress
-from emomucs.separation.cache import StemsCache, audio_digest
+from emomucs.separation.cache import StemsCache, audio_digest, environment
 from emomucs.separation.separators import LoadedSeparator
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,6 @@ class ApplyOptions:
         for key in ("batch_size", "device"):
             config.pop(key)
         return config
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def source_matrix(model_sources: tuple[str, ...]) -> np.ndarray:
@@ -180,6 +175,25 @@ def _length(clips: Mapping[int, np.ndarray], music_id: int) -> int:
     return clips[music_id].shape[-1]
 
 
+def _log_stale_entries(
+    cache: StemsCache, pending: list[int], parts: dict[int, dict[str, Any]]
+) -> None:
+    """Say once per reason why tracks with earlier cache entries are separated again."""
+    reasons: dict[str, list[int]] = {}
+    for music_id in pending:
+        reason = cache.explain_miss(music_id, parts[music_id])
+        if reason is not None:
+            reasons.setdefault(reason, []).append(music_id)
+    for reason, tracks in reasons.items():
+        logger.info(
+            "separation: %d cached tracks (first %s) do not match and are separated "
+            "again: %s changed",
+            len(tracks),
+            tracks[0],
+            reason,
+        )
+
+
 def separate_tracks(
     clips: Mapping[int, np.ndarray],
     sample_rate: int,
@@ -215,15 +229,18 @@ def separate_tracks(
     config = {**options.cache_config(), "output_rate": int(output_rate)}
     if options.shifts:
         config["seed"] = int(seed)  # random shifts make the stems depend on the seed
-    keys = {
-        music_id: cache.key(
+    runtime = environment(str(resolve_device(options.device)))
+    parts = {
+        music_id: cache.key_parts(
             music_id,
             audio_digest(clips[music_id], sample_rate),
             separator.identity,
             config,
+            runtime,
         )
         for music_id in sorted(clips)
     }
+    keys = {music_id: cache.digest(parts[music_id]) for music_id in parts}
     lengths = {music_id: _length(clips, music_id) for music_id in keys}
     stems: dict[int, np.ndarray] = {}
     shapes: dict[int, tuple[int, ...]] = {}
@@ -232,6 +249,7 @@ def separate_tracks(
         if cached is not None:
             shapes[music_id] = cached.shape
     pending = [music_id for music_id in sorted(clips) if music_id not in shapes]
+    _log_stale_entries(cache, pending, parts)
     if shapes:
         logger.info(
             "separation: %d tracks from the cache, %d to do", len(shapes), len(pending)
@@ -263,7 +281,13 @@ def separate_tracks(
             for music_id, result in zip(batch, results, strict=True):
                 shapes[music_id] = result.shape
                 if cache.enabled:
-                    cache.save(music_id, keys[music_id], result, separator.identity)
+                    cache.save(
+                        music_id,
+                        keys[music_id],
+                        result,
+                        separator.identity,
+                        parts[music_id],
+                    )
                 else:
                     stems[music_id] = result
             bar.update(len(batch))

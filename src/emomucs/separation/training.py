@@ -23,9 +23,10 @@ from torch import nn
 from tqdm import tqdm
 
 from emomucs import SOURCES
+from emomucs.device import resolve_device
 from emomucs.progress import quiet_progress
 from emomucs.separation.sdr import sdr, summarize_sdr
-from emomucs.separation.separate import ApplyOptions, demix, resolve_device
+from emomucs.separation.separate import ApplyOptions, demix
 
 logger = logging.getLogger(__name__)
 

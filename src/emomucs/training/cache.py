@@ -2,8 +2,12 @@
 
 Each finished (repeat, outer, inner) training is written to
 ``<directory>/<variant>/repeat<r>_outer<k>_inner<j>-<key>.pt``, where the key hashes
-every input that could change the result (settings, fold membership, data, starting
-weights, the repeat). A file is written under a temporary name and renamed, so a run killed
+every input that could change the result: settings, fold membership, data, starting
+weights, the repeat, and what :func:`environment` describes (the training and model
+code, the built model's arguments, torch's version and the device). Beside each entry
+a ``.json`` file keeps the key's parts, so when a key changes the log says which part
+did (``C1D (vocals): retraining, cached splits do not match: code (1a2b… -> 3c4d…)
+changed``). A file is written under a temporary name and renamed, so a run killed
 mid-write leaves no half file; a file that fails to load is ignored and retrained.
 This is the one place training touches the disk outside the catalog: the cache is
 a convenience, and deleting it only costs time.
@@ -22,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from emomucs.fingerprints import changed_parts, source_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +62,51 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
-class SplitCache:
-    """Finished splits of one variant, on disk; a no-op when ``directory`` is None."""
+TRAINING_CODE = ("models", "training")
+"""emomucs subpackages whose source changes what a split trains to."""
 
-    def __init__(self, directory: str | Path | None, variant: str) -> None:
+
+def environment(model: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """The key parts a split's settings and data do not hold.
+
+    Args:
+        model: The built model's name and arguments (``{"model", "kwargs"}`` of
+            :func:`emomucs.models.to_checkpoint`).
+        device: Where training runs; only its type (``cpu``, ``cuda``) counts.
+    """
+    return {
+        "code": source_fingerprint(TRAINING_CODE),
+        "torch": torch.__version__,
+        "device": torch.device(device).type,
+        "model": model,
+    }
+
+
+def _plain(parts: dict[str, Any]) -> dict[str, Any]:
+    """``parts`` as they read back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(parts, sort_keys=True, default=str))
+
+
+class SplitCache:
+    """Finished splits of one variant, on disk; a no-op when ``directory`` is None.
+
+    Args:
+        directory: Root of the cache; None turns it off.
+        variant: The variant's label (its sub-folder).
+        parts: The parts of every key this run builds that do not vary per split
+            (kept beside each entry to explain a retraining).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path | None,
+        variant: str,
+        parts: dict[str, Any] | None = None,
+    ) -> None:
         self.directory = Path(directory) / slug(variant) if directory else None
+        self.variant = variant
+        self.parts = _plain(parts or {})
+        self._explained: set[str] = set()
 
     def _path(self, repeat: int, outer: int, inner: int, key: str) -> Path:
         return (
@@ -75,6 +121,7 @@ class SplitCache:
             return None
         path = self._path(repeat, outer, inner, key)
         if not path.is_file():
+            self._explain_miss(repeat, outer, inner, path)
             return None
         try:
             return torch.load(path, weights_only=True)
@@ -98,3 +145,36 @@ class SplitCache:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        # after the entry: a sidecar without its entry would explain nothing
+        path.with_suffix(".json").write_text(json.dumps(self.parts, sort_keys=True))
+
+    def _explain_miss(self, repeat: int, outer: int, inner: int, path: Path) -> None:
+        """Log, once per reason, which key part differs from the split's newest
+        earlier entry; say nothing when the split was never trained."""
+        prefix = f"repeat{repeat}_outer{outer}_inner{inner}-"
+        earlier = (
+            [
+                sidecar
+                for sidecar in self.directory.glob(f"{prefix}*.json")
+                if sidecar.with_suffix(".pt") != path
+            ]
+            if self.directory.is_dir()
+            else []
+        )
+        if not earlier:
+            return
+        newest = max(earlier, key=lambda sidecar: sidecar.stat().st_mtime)
+        try:
+            old = json.loads(newest.read_text())
+        except (OSError, ValueError):
+            return
+        reason = changed_parts(old, self.parts)
+        if old == self.parts:
+            reason = "its fold membership, starting weights or repeat"
+        if reason not in self._explained:
+            self._explained.add(reason)
+            log.info(
+                "%s: retraining, cached splits do not match: %s changed",
+                self.variant,
+                reason,
+            )

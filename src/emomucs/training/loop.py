@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from emomucs.device import resolve_device
 from emomucs.progress import quiet_progress
 
 
@@ -102,13 +103,6 @@ def batches(n: int, size: int, generator: torch.Generator | None) -> list[torch.
         chunks[-2] = torch.cat(chunks[-2:])
         chunks.pop()
     return chunks
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU; anything else as torch reads it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def predict(

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from emomucs.models import from_checkpoint, to_checkpoint
-from emomucs.training.cache import SplitCache, hash_values
+from emomucs.training.cache import SplitCache, environment, hash_values
 from emomucs.training.data import (
     FeatureSet,
     Standardiser,
@@ -387,8 +387,20 @@ def run_nested_cv(
     # repeats: each repeat is its own set of jobs (with its own key)
     for key in ("train", "progress", "cache_dir", "num_threads", "device", "repeats"):
         settings.pop(key)
-    data_key = hash_values(spec.to_dict(), settings, shape, data.inputs, data.labels)
-    cache = SplitCache(options.cache_dir, name)
+    with torch.random.fork_rng():  # building draws weights; keep the seeds' stream
+        built = to_checkpoint(spec.build(shape))
+    parts = {
+        "experiment": spec.to_dict(),
+        "settings": settings,
+        "inputs": shape,
+        "data": hash_values(data.inputs, data.labels),
+        **environment(
+            {"model": built["model"], "kwargs": built["kwargs"]},
+            resolve_device(options.train.device),
+        ),
+    }
+    data_key = hash_values(parts)
+    cache = SplitCache(options.cache_dir, name, parts)
 
     repeats = int(options.repeats)
     starts_of = {s: split_checkpoints(pretrained[s]) for s in pretrained}

@@ -9,10 +9,15 @@ from torch import nn
 
 from emomucs import SOURCES
 from emomucs.models import build_model
+from emomucs.models.fusion import FUSIONS as FUSION_CUTS
 
 SINGLE_SOURCE_MODELS = ("C1D", "C2D", "WaveC1D")
 STRATEGIES = ("full", "finetune", "freeze")
-FUSIONS = ("early", "mid", "late", "attention")
+"""How EmoMucs' source networks start: from scratch, or from single-source models
+(trained on, or frozen). The one list of strategy names."""
+FUSIONS = tuple(FUSION_CUTS)
+"""EmoMucs' fusion levels, as the model defines them (:data:`emomucs.models.fusion.
+FUSIONS`): the one list of fusion names."""
 MIX = "mix"
 
 

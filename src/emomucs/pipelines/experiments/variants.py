@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from emomucs import SOURCES
-
-STRATEGIES = ("full", "finetune", "freeze")
-FUSIONS = ("early", "mid", "late", "attention")
+from emomucs.training.spec import FUSIONS, STRATEGIES
 
 NETWORKS = {"c1d": "C1D", "c2d": "C2D", "c2d_hidden": "C2D", "wavec1d": "WaveC1D"}
 """Namespace slug -> single-source network. ``c2d_hidden`` is C2D with the hidden

@@ -1,0 +1,342 @@
+"""The declared schema of every parameter group, checked when a run starts.
+
+A misspelt setting (``--params training.max_epoch=50``) used to do nothing: nodes
+read the keys they know and drop the rest. :func:`validate_parameters` checks the
+whole parameter tree against pydantic models (``extra="forbid"``) and fails with
+the key, its group and the closest valid name::
+
+    training.max_epoch is not a setting; did you mean training.max_epochs?
+
+Groups whose settings are a dataclass' fields (``training``: TrainOptions and
+CVOptions; ``separation.apply``: ApplyOptions; ``separator_training.training``:
+TrainingOptions) take their schema from that dataclass, so an option added there is
+valid here at once; ``networks`` take theirs from each network's constructor.
+Experiment groups (``<group>.<name>.experiment``) may hold the variants of the
+experiment grid (:mod:`emomucs.pipelines.experiments.variants`), each with
+ExperimentSpec's fields. Every field is optional: the check is
+about names and types, the code keeps its own defaults and range checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from kedro.framework.hooks import hook_impl
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from emomucs.errors import SettingsError
+
+FORBID = ConfigDict(extra="forbid")
+
+RUNTIME_ONLY = frozenset({"dataset_root", "on_bad_track", "predict_variant"})
+"""Top-level names that ``--params`` sets for ``${runtime_params:...}`` in conf:
+Kedro merges them into the parameters too."""
+
+OnBadTrack = Literal["skip", "fail"]
+
+
+class _Group(BaseModel):
+    model_config = FORBID
+
+
+def _from_dataclass(name: str, *classes: type, exclude: tuple[str, ...] = ()) -> type:
+    """A pydantic model with the fields of ``classes`` (all optional), typed by their
+    annotations where pydantic can read them."""
+    fields: dict[str, Any] = {}
+    for cls in classes:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # a forward reference pydantic cannot resolve: untyped
+            hints = {}
+        for field in dataclasses.fields(cls):
+            if field.name in exclude:
+                continue
+            hint = hints.get(field.name, Any)
+            if dataclasses.is_dataclass(hint):
+                hint = _from_dataclass(f"{name}_{field.name}", hint)
+            fields[field.name] = (hint | None, None)
+    return create_model(name, __config__=FORBID, **fields)
+
+
+def _from_signature(name: str, cls: type) -> type | None:
+    """A pydantic model of ``cls.__init__``'s keyword arguments, untyped; None when
+    it takes ``**kwargs`` (anything goes)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return create_model(
+        name, __config__=FORBID, **{p.name: (Any, None) for p in parameters}
+    )
+
+
+class Clipping(_Group):
+    clip_seconds: float | None = None
+    seed: int | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    min_chorus_s: float | None = None
+    silence_dbfs: float | None = None
+    duration_tolerance_s: float | None = None
+    on_bad_track: OnBadTrack | None = None
+    min_surviving_fraction: float | None = None
+
+
+class Contributions(_Group):
+    shapley: bool | None = None
+    tolerance: float | None = None
+
+
+class Ingestion(_Group):
+    on_bad_track: OnBadTrack | None = None
+    chorus_span_tolerance_s: float | None = None
+
+
+class LogMel(_Group):
+    n_mels: int | None = None
+    n_fft: int | None = None
+    hop_length: int | None = None
+    top_db: float | None = None
+
+
+class Features(_Group):
+    sample_rate: int | None = None
+    length_tolerance_s: float | None = None
+    log_mel: LogMel | None = None
+
+
+class Plots(_Group):
+    point_size: float | None = None
+    alpha: float | None = None
+    fold_colormap: str | None = None
+    colormap: str | None = None
+    overview_columns: int | None = None
+
+
+class Predict(_Group):
+    """``kedro run --pipeline=predict`` (from the predict branch; declared here so the
+    schema accepts it when that branch merges)."""
+
+    variant: str | None = None
+    paths: list[str] | None = None
+    windows: bool | None = None
+    hop_seconds: float | None = None
+    checkpoint: str | None = None
+    log_model: bool | None = None
+
+
+class Reference(_Group):
+    statistics: list[str] | None = None
+    exclude_padding: bool | None = None
+    alpha_log10_range: tuple[float, float] | None = None
+    n_alphas: int | None = None
+    stacking_folds: int | None = None
+    tolerance: float | None = None
+
+
+class Folds(_Group):
+    outer_folds: int | None = None
+    inner_folds: int | None = None
+    seed: int | None = None
+    min_train_tracks: int | None = None
+    min_test_tracks: int | None = None
+
+
+class Multitrack(_Group):
+    n_tracks: int | None = None
+    seed: int | None = None
+    duration_s: float | None = None
+
+
+class SyntheticCorpus(_Group):
+    n_tracks: int | None = None
+    seed: int | None = None
+    first_music_id: int | None = None
+    sample_rate: int | None = None
+    stereo: bool | None = None
+    chorus_range_s: tuple[float, float] | None = None
+    short_below_s: float | None = None
+    short_fraction: float | None = None
+    label_noise_sd: float | None = None
+    multitrack: Multitrack | None = None
+
+
+class Separator(_Group):
+    kind: Literal["local", "pretrained", "oracle"] | None = None
+    name: str | None = None
+    repo: str | None = None
+    allow_download: bool | None = None
+
+
+def _groups() -> dict[str, type]:
+    """Group name -> its model; imports the option dataclasses lazily."""
+    from emomucs.separation.separate import ApplyOptions
+    from emomucs.separation.training import TrainingOptions
+    from emomucs.training.loop import TrainOptions
+    from emomucs.training.nested_cv import CVOptions
+
+    apply = _from_dataclass("Apply", ApplyOptions)
+    separation = create_model(
+        "Separation",
+        __config__=FORBID,
+        separator=(Separator | None, None),
+        apply=(apply | None, None),
+        output_sample_rate=(int | None, None),
+        cache_dir=(str | None, None),
+        seed=(int | None, None),
+        progress=(bool | None, None),
+        corpus_root=(str | None, None),
+    )
+    separator_training = create_model(
+        "SeparatorTraining",
+        __config__=FORBID,
+        seed=(int | None, None),
+        valid_fraction=(float | None, None),
+        progress=(bool | None, None),
+        training=(
+            _from_dataclass("SeparatorTrainingOptions", TrainingOptions) | None,
+            None,
+        ),
+        evaluation=(apply | None, None),
+    )
+    return {
+        "clipping": Clipping,
+        "contributions": Contributions,
+        "cv": Folds,
+        "features": Features,
+        "ingestion": Ingestion,
+        "plots": Plots,
+        "predict": Predict,
+        "reference": Reference,
+        "separation": separation,
+        "separator_training": separator_training,
+        "synthetic_corpus": SyntheticCorpus,
+        "training": _from_dataclass(
+            "Training", TrainOptions, CVOptions, exclude=("train",)
+        ),
+    }
+
+
+def _experiment_model() -> type:
+    from emomucs.training.spec import ExperimentSpec
+
+    return _from_dataclass("Experiment", ExperimentSpec, exclude=("network_kwargs",))
+
+
+def _variants() -> dict[str, set[str]]:
+    """Experiment group -> its variant names, from the experiment grid."""
+    from emomucs.pipelines.experiments import variants
+
+    grid = [
+        *variants.baseline_variants(),
+        *variants.source_variants(),
+        *variants.combination_variants(),
+        *(v for f in variants.FUSIONS for v in variants.emomucs_variants(f)),
+    ]
+    groups: dict[str, set[str]] = {}
+    for variant in grid:
+        group, name = variant.namespace.split(".", 1)
+        groups.setdefault(group, set()).add(name)
+    return groups
+
+
+def _fail(where: str, key: str, valid: list[str]) -> SettingsError:
+    prefix = f"{where}." if where else ""
+    name = f"{prefix}{key}"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = (
+        f"; did you mean {prefix}{close[0]}?"
+        if close
+        else f"; valid names: {', '.join(sorted(valid))}"
+    )
+    what = "a setting" if where else "a parameter group"
+    return SettingsError(f"{name} is not {what}{hint}")
+
+
+def _check(model: type[BaseModel], values: Any, where: str) -> None:
+    """Validate ``values`` against ``model``; raise a SettingsError naming the first
+    unknown key (with its closest valid name) or wrong value."""
+    if not isinstance(values, Mapping):
+        raise SettingsError(f"{where} must be a mapping of settings, got {values!r}")
+    try:
+        model.model_validate(dict(values))
+    except ValidationError as error:
+        problem = error.errors()[0]
+        location = [str(part) for part in problem["loc"]]
+        path = ".".join([where, *location[:-1]])
+        if problem["type"] == "extra_forbidden":
+            nested: Any = model
+            for part in location[:-1]:
+                annotation = nested.model_fields[part].annotation
+                nested = next(
+                    a
+                    for a in typing.get_args(annotation) or (annotation,)
+                    if isinstance(a, type) and issubclass(a, BaseModel)
+                )
+            raise _fail(path, location[-1], list(nested.model_fields)) from None
+        raise SettingsError(
+            f"{'.'.join([where, *location])}: {problem['msg']} "
+            f"(got {problem.get('input')!r})"
+        ) from None
+
+
+def _check_networks(networks: Any) -> None:
+    from emomucs.models import MODEL_REGISTRY
+
+    if not isinstance(networks, Mapping):
+        raise SettingsError(f"networks must be a mapping, got {networks!r}")
+    for name, kwargs in networks.items():
+        if name not in MODEL_REGISTRY:
+            raise _fail("networks", name, list(MODEL_REGISTRY))
+        model = _from_signature(f"Network{name}", MODEL_REGISTRY[name])
+        if model is not None:
+            _check(model, kwargs or {}, f"networks.{name}")
+
+
+def _check_experiments(
+    group: str, values: Any, names: set[str], experiment: type[BaseModel]
+) -> None:
+    if not isinstance(values, Mapping):
+        raise SettingsError(f"{group} must be a mapping of variants, got {values!r}")
+    for name, entry in values.items():
+        if name not in names:
+            raise _fail(group, name, sorted(names))
+        if not isinstance(entry, Mapping):
+            raise SettingsError(f"{group}.{name} must hold an experiment mapping")
+        unknown = [key for key in entry if key != "experiment"]
+        if unknown:
+            raise _fail(f"{group}.{name}", unknown[0], ["experiment"])
+        _check(experiment, entry.get("experiment") or {}, f"{group}.{name}.experiment")
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> None:
+    """Check every parameter group against its declared schema.
+
+    Raises:
+        SettingsError: An unknown group or key (naming the closest valid one) or a
+            value of the wrong type.
+    """
+    groups, grid, experiment = _groups(), _variants(), _experiment_model()
+    for group, values in parameters.items():
+        if group in groups:
+            _check(groups[group], values, group)
+        elif group == "networks":
+            _check_networks(values)
+        elif group in RUNTIME_ONLY:
+            continue
+        elif group in grid:
+            _check_experiments(group, values, grid[group], experiment)
+        else:
+            raise _fail("", group, [*groups, *grid, "networks", *RUNTIME_ONLY])
+
+
+class ValidateParametersHook:
+    """Checks the run's parameters (conf and ``--params``) before anything runs."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context) -> None:
+        validate_parameters(context.params)
