@@ -118,11 +118,11 @@ class Plots(_Group):
 
 
 class Predict(_Group):
-    """``kedro run --pipeline=predict`` (from the predict branch; declared here so the
-    schema accepts it when that branch merges)."""
+    """``kedro run --pipeline=predict``."""
 
     variant: str | None = None
-    paths: list[str] | None = None
+    # one path as a plain string: what `--params predict.paths=DIR` gives
+    paths: list[str] | str | None = None
     windows: bool | None = None
     hop_seconds: float | None = None
     checkpoint: str | None = None
