@@ -759,20 +759,23 @@ def _ranking_cell(ranking: list[tuple[str, float]]) -> str:
     return " > ".join(f"{source} {value:.2f}" for source, value in ranking)
 
 
-def contributions_section(summaries: dict[str, dict[str, Any]]) -> str:
-    """Markdown: for every multi-source variant and dimension, its sources ranked by
-    each method's pooled contribution (see docs/contributions.md)."""
+def _contribution_table(
+    title: str,
+    intro: str,
+    summaries: dict[str, dict[str, Any]],
+    cell: Callable[[dict[str, Any], str, str], str],
+) -> str:
+    """A section with one row per variant and dimension, one column per contribution
+    method that some summary has; ``cell(summary, method, dimension)`` fills it."""
     methods = [
         m
         for m in CONTRIBUTION_METHODS
         if any(r["method"] == m for s in summaries.values() for r in s["pooled"])
     ]
     lines = [
-        "## Source contributions",
+        title,
         "",
-        "Sources ranked by pooled R² drop when each is set to its training mean or "
-        "silenced, by their Shapley share of R² in the fusion head, and by mean "
-        "attention weight (docs/contributions.md says how to read them).",
+        intro,
         "",
         "| variant | audio | dimension | "
         + " | ".join(CONTRIBUTION_METHODS[m] for m in methods)
@@ -782,9 +785,33 @@ def contributions_section(summaries: dict[str, dict[str, Any]]) -> str:
     for name, summary in summaries.items():
         audio = summary.get("inputs", {}).get("audio", "unknown")
         for dim in DIMENSIONS:
-            cells = [_ranking_cell(summary_ranking(summary, m, dim)) for m in methods]
+            cells = [cell(summary, m, dim) for m in methods]
             lines.append(f"| {name} | {audio} | {dim} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def contributions_section(summaries: dict[str, dict[str, Any]]) -> str:
+    """Markdown: for every multi-source variant and dimension, its sources ranked by
+    each method's pooled contribution (see docs/contributions.md)."""
+    return _contribution_table(
+        "## Source contributions",
+        "Sources ranked by pooled R² drop when each is set to its training mean or "
+        "silenced, by their Shapley share of R² in the fusion head, and by mean "
+        "attention weight (docs/contributions.md says how to read them).",
+        summaries,
+        lambda summary, method, dim: _ranking_cell(
+            summary_ranking(summary, method, dim)
+        ),
+    )
+
+
+def _rank_correlation(ranking: dict[str, float], shares: Mapping[str, Any]) -> str:
+    sources = [s for s in ranking if s in shares]
+    measured = [ranking[s] for s in sources]
+    truth = [float(shares[s]) for s in sources]
+    if len(sources) < 3 or np.ptp(measured) == 0 or np.ptp(truth) == 0:
+        return "–"
+    return f"{float(stats.spearmanr(measured, truth).statistic):+.2f}"
 
 
 def agreement_section(
@@ -798,39 +825,17 @@ def agreement_section(
     """
     if not all(isinstance(true_shares.get(d), Mapping) for d in DIMENSIONS):
         return None
-    methods = [
-        m
-        for m in CONTRIBUTION_METHODS
-        if any(r["method"] == m for s in summaries.values() for r in s["pooled"])
-    ]
-    lines = [
+    return _contribution_table(
         "## Contributions against the corpus' true source shares",
-        "",
         "Spearman's ρ between each method's pooled contribution of the sources and the "
         "share of each dimension the corpus put in them (`contributions.json`); 1 is "
         "the true order, – where it is undefined (fewer than three sources, or one "
         "side constant).",
-        "",
-        "| variant | audio | dimension | "
-        + " | ".join(CONTRIBUTION_METHODS[m] for m in methods)
-        + " |",
-        "|---|---|---|" + "---|" * len(methods),
-    ]
-    for name, summary in summaries.items():
-        audio = summary.get("inputs", {}).get("audio", "unknown")
-        for dim in DIMENSIONS:
-            cells = []
-            for method in methods:
-                ranking = dict(summary_ranking(summary, method, dim))
-                sources = [s for s in ranking if s in true_shares[dim]]
-                measured = [ranking[s] for s in sources]
-                truth = [float(true_shares[dim][s]) for s in sources]
-                rho = np.nan
-                if len(sources) >= 3 and np.ptp(measured) > 0 and np.ptp(truth) > 0:
-                    rho = float(stats.spearmanr(measured, truth).statistic)
-                cells.append("–" if np.isnan(rho) else f"{rho:+.2f}")
-            lines.append(f"| {name} | {audio} | {dim} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        summaries,
+        lambda summary, method, dim: _rank_correlation(
+            dict(summary_ranking(summary, method, dim)), true_shares[dim]
+        ),
+    )
 
 
 def add_contributions_section(
