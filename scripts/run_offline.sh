@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install emomucs and run the main job offline: synthetic PMEmo-format corpus →
-# compact Demucs separator trained here → EmoMucs late fusion with nested CV → results table.
+# compact Demucs separator (shipped in data/06_models/separator; trained if missing) → EmoMucs late fusion with nested CV → results table.
 # Steps whose outputs already exist are not redone; every `kedro run` is tracked in MLflow.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
