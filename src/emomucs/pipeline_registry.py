@@ -30,14 +30,23 @@ from emomucs.pipelines.experiments.pipeline import (
 )
 
 
-def _with_data_and_reports(experiment: Pipeline, upstream: Pipeline) -> Pipeline:
-    """An experiment pipeline with its upstream stages, results table and figures."""
+def _with_data_and_reports(
+    experiment: Pipeline, upstream: Pipeline, with_reference: bool
+) -> Pipeline:
+    """An experiment pipeline with its upstream stages, results table and figures.
+
+    With ``with_reference`` (experiments on the stems) the run also fits the
+    reference regressor on the same folds and stems, the bar the results table
+    shows beside each variant: seconds beside the networks' training.
+    """
     variants = variant_namespaces(experiment)
     contributions = contribution_namespaces(experiment)
+    bar = reference.create_pipeline() if with_reference else Pipeline([])
     return (
         upstream
         + experiment
-        + reporting.create_reporting_pipeline(variants, contributions)
+        + bar
+        + reporting.create_reporting_pipeline(variants, contributions, with_reference)
         + plots.create_experiment_plots_pipeline(variants, contributions)
     )
 
@@ -82,6 +91,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     }
     for name, experiment in experiments.create_pipelines().items():
         upstream = _upstream_of(experiment, data, separated)
-        pipelines[name] = _with_data_and_reports(experiment, upstream)
+        pipelines[name] = _with_data_and_reports(
+            experiment, upstream, with_reference=upstream is separated
+        )
     pipelines["__default__"] = pipelines["emomucs_late"]
     return pipelines

@@ -22,6 +22,7 @@ from kedro.runner import SequentialRunner
 from emomucs import SOURCES
 from emomucs.audio import AudioSet, fix_length
 from emomucs.datasets import OptionalJSONDataset
+from emomucs.fingerprints import corpus_fingerprint
 from emomucs.pipelines.reference import create_pipeline
 from emomucs.pipelines.reference.nodes import (
     score_reference,
@@ -34,6 +35,7 @@ from emomucs.synthetic import (
     noiseless_labels,
     render_track,
 )
+from emomucs.training.folds import fingerprint_folds
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PARAMETERS = PROJECT_ROOT / "conf" / "base" / "parameters"
@@ -205,13 +207,23 @@ def test_bad_inputs_are_named():
         score_reference(bands, bands, full, folds, _parameters("reference"))
 
 
-def test_a_corpus_without_ceiling_gets_a_summary_without_one(tmp_path, reference_run):
+def test_a_corpus_without_ceiling_gets_a_summary_without_one(
+    tmp_path, corpus, reference_run
+):
     missing = OptionalJSONDataset(filepath=str(tmp_path / "ceiling.json"))
     assert missing.load() == {}
     stems = {"statistics": ["mean", "sd"], "separator": "htdemucs"}
     summary = summarise_reference(
-        reference_run["reference_scores"], stems, missing.load(), {"tolerance": 0.05}
+        reference_run["reference_scores"],
+        stems,
+        missing.load(),
+        corpus["track_table"],
+        reference_run["cv_folds"],
+        {"tolerance": 0.05},
     )
     assert summary["ceiling"] is None and "reaches_ceiling" not in summary
     assert summary["stems"] == "htdemucs"
+    # named like a variant's summary: the stems and the corpus, on these folds
+    assert summary["key"] == f"htdemucs__{corpus_fingerprint(corpus['track_table'])}"
+    assert summary["folds"] == fingerprint_folds(reference_run["cv_folds"])
     assert set(summary["pooled_r2"]) == {"mix", "stems", "stems_concatenated", *SOURCES}

@@ -14,6 +14,7 @@ from sklearn.metrics import mean_squared_error
 
 from emomucs import SOURCES
 from emomucs.datasets import ResultsStoreDataset, SummaryDataset
+from emomucs.fingerprints import corpus_fingerprint
 from emomucs.pipelines.experiments.nodes import evaluate_predictions
 from emomucs.pipelines.reporting import create_pipeline, create_reporting_pipeline
 from emomucs.pipelines.reporting.nodes import (
@@ -22,6 +23,7 @@ from emomucs.pipelines.reporting.nodes import (
     tabulate_results,
 )
 from emomucs.training import assign_folds
+from emomucs.training.folds import fingerprint_folds
 
 FEATURES = {"sample_rate": 22050, "n_mels": 40, "n_frames": 87, "hop_length": 512}
 TRAINING = {"learning_rate": 0.005, "standardise": True, "seed": 1}
@@ -358,11 +360,16 @@ def test_published_numbers_sit_beside_ours():
 def test_pipeline_orders_the_table_after_the_variants_of_the_run(corpus):
     pipe = create_reporting_pipeline(["baselines.c1d"])
     node = next(n for n in pipe.nodes if n.name == "tabulate_results")
-    assert node.inputs == ["cv_summaries", "baselines.c1d.cv_summary"]
+    assert node.inputs == [
+        "cv_summaries",
+        "reference_summaries",
+        "baselines.c1d.cv_summary",
+    ]
     summary = corpus.summary(C1D_M, corpus.predictions(repeats=1))
     catalog = DataCatalog(
         {
             "cv_summaries": MemoryDataset({}),
+            "reference_summaries": MemoryDataset({}),
             "baselines.c1d.cv_summary": MemoryDataset(summary),
         }
     )
@@ -377,7 +384,78 @@ def test_pipeline_orders_the_table_after_the_variants_of_the_run(corpus):
     assert isinstance(catalog.load("paper_results"), pd.DataFrame)
     assert [
         n.inputs for n in create_pipeline().nodes if n.name == "tabulate_results"
-    ] == [["cv_summaries"]]
+    ] == [["cv_summaries", "reference_summaries"]]
+    with_reference = create_reporting_pipeline(["baselines.c1d"], with_reference=True)
+    node = next(n for n in with_reference.nodes if n.name == "tabulate_results")
+    assert "reference_summary" in node.inputs  # built after this run's reference
+
+
+def _reference(corpus, stems="oracle", folds=None, shift=0.0) -> dict:
+    """A reference summary on the corpus: every input set at R² 0.5 + shift."""
+    corpus_key = corpus_fingerprint(corpus.table)
+    sets = ["mix", "stems", "stems_concatenated", *SOURCES]
+    return {
+        "stems": stems,
+        "corpus": corpus_key,
+        "folds": folds or fingerprint_folds(corpus.folds),
+        "key": f"{stems}__{corpus_key}",
+        "pooled_r2": {s: {"valence": 0.5 + shift, "arousal": 0.6} for s in sets},
+        "ceiling": {
+            "valence": {"r2_theoretical": 0.8, "r2_empirical": 0.7},
+            "arousal": {"r2_theoretical": 0.9, "r2_empirical": 0.8},
+        },
+    }
+
+
+def test_each_variant_sits_beside_the_reference_on_its_folds_and_audio(corpus):
+    base = corpus.predictions(repeats=1)
+    summaries = {
+        "baselines.c1d": corpus.summary(C1D_M, base),
+        "sources.c1d_drums": corpus.summary(
+            {"model": "C1D", "sources": ["drums"]}, base
+        ),
+        "emomucs_late.c1d_freeze": corpus.summary(emomucs(), base),
+        "combinations.c1d_drums_vocals": corpus.summary(
+            emomucs(sources=["drums", "vocals"]), base
+        ),
+        "emomucs_late.c1d_full": corpus.summary(
+            emomucs(strategy="full"), base, audio="local:compact:1234"
+        ),
+    }
+    stored = _stored(*summaries.items())
+    oracle = _reference(corpus, shift=0.1)
+    other_folds = _reference(corpus, stems="local:compact:1234", folds="elsewhere")
+    table, markdown, _ = tabulate_results(
+        stored, {"a": oracle}, fresh_reference=other_folds
+    )
+    section = markdown[markdown.index("### Against the reference regressor") :]
+    section = section[: section.index("\n### ", 1)]
+    for variant, input_set in [
+        ("baselines.c1d", "mix"),
+        ("sources.c1d_drums", "drums"),
+        ("emomucs_late.c1d_freeze", "stems"),
+    ]:
+        row = table.set_index("variant").loc[variant]
+        own = (row["r2_valence_pooled"], row["r2_arousal_pooled"])
+        expected = (
+            f"| {own[0]:.3f} / {own[1]:.3f} | 0.600 / 0.600 (`{input_set}`) | "
+            f"{own[0] - 0.6:+.3f} / {own[1] - 0.6:+.3f} |"
+        )
+        line = next(x for x in section.splitlines() if x.startswith(f"| {variant} |"))
+        assert line.endswith(expected), (line, expected)
+    # a subset of the stems has no reference input set; the compact separator's
+    # reference ran on other folds, so it is no bar for that row
+    assert "combinations.c1d_drums_vocals" not in section
+    assert "No reference on the same folds and audio for: emomucs_late.c1d_full" in (
+        section
+    )
+    assert "label-noise ceiling: 0.700 / 0.800" in section
+
+
+def test_no_reference_no_section(corpus):
+    stored = _stored(("baselines.c1d", corpus.summary(C1D_M, corpus.predictions())))
+    _, markdown, _ = tabulate_results(stored)
+    assert "### Against the reference regressor" not in markdown
 
 
 def test_attention_fusion_gets_a_column_of_its_own_once_it_ran(corpus):

@@ -21,8 +21,10 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from emomucs.datasets.summary_dataset import store_name
+from emomucs.fingerprints import corpus_fingerprint
 from emomucs.training import FeatureSet
-from emomucs.training.folds import TEST
+from emomucs.training.folds import TEST, fingerprint_folds
 from emomucs.training.metrics import DIMENSIONS, summarise_folds
 
 logger = logging.getLogger(__name__)
@@ -140,7 +142,13 @@ class _StackedRidge:
         self.options = options
 
     def fit(self, values: np.ndarray, targets: np.ndarray) -> _StackedRidge:
-        folds = KFold(int(self.options["stacking_folds"]), shuffle=True, random_state=0)
+        # a small corpus' training part may hold fewer tracks than stacking_folds
+        splits = min(int(self.options["stacking_folds"]), len(values))
+        if splits < 2:
+            raise ValueError(
+                f"reference: {len(values)} training track(s) cannot fit the stacking"
+            )
+        folds = KFold(splits, shuffle=True, random_state=0)
         sources = range(values.shape[1])
         inner = np.stack(
             [
@@ -243,6 +251,8 @@ def summarise_reference(
     scores: pd.DataFrame,
     stems: BandStatistics,
     ceiling: dict[str, Any],
+    track_table: pd.DataFrame,
+    cv_folds: pd.DataFrame,
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """Pooled R² per input set and dimension, beside the corpus' ceiling.
@@ -252,17 +262,24 @@ def summarise_reference(
         stems: The stems' band statistics (for the separator that made them).
         ceiling: The corpus' ``ceiling.json`` (empty for a corpus without one,
             e.g. real PMEmo).
+        track_table: The corpus (its fingerprint names the summary).
+        cv_folds: The folds the reference was scored on (their fingerprint lets
+            the results table compare it with variants on the same folds only).
         options: ``tolerance``: how far below the ceiling the reference on all
             stems may stay and still count as reaching it.
 
     Returns:
         ``pooled_r2`` and ``fold_sd_r2`` (``{input_set: {dimension: value}}``),
-        ``stems`` (the separator), and, with a ceiling, ``ceiling`` (theoretical
-        and empirical R² per dimension), ``gap_to_ceiling`` (the empirical ceiling
-        minus the stems' pooled R²) and ``reaches_ceiling``.
+        ``stems`` (the separator), ``corpus`` and ``folds`` (fingerprints),
+        ``key`` (stems and corpus: the summary's file in the store), and, with a
+        ceiling, ``ceiling`` (theoretical and empirical R² per dimension),
+        ``gap_to_ceiling`` (the empirical ceiling minus the stems' pooled R²) and
+        ``reaches_ceiling``.
     """
     pooled = scores[scores["scope"] == "pooled"]
     spread = scores[scores["scope"] == "sd"]
+    separator = str(stems.get("separator", "unknown"))
+    corpus = corpus_fingerprint(track_table)
     summary: dict[str, Any] = {
         "regressor": (
             "standardised ridge (RidgeCV, leave-one-out alpha per target); "
@@ -270,7 +287,10 @@ def summarise_reference(
             "regression on inner out-of-fold predictions"
         ),
         "features": "per-band log-mel " + " and ".join(stems.get("statistics", [])),
-        "stems": str(stems.get("separator", "unknown")),
+        "stems": separator,
+        "corpus": corpus,
+        "folds": fingerprint_folds(cv_folds),
+        "key": f"{store_name(separator)}__{corpus}",
         "n_tracks": int(pooled["n_tracks"].max()),
         "n_outer_folds": int(
             scores.loc[scores["scope"] == "fold", "outer_fold"].nunique()

@@ -48,6 +48,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                         "reference_scores",
                         "reference_stems_bands",
                         "corpus_ceiling",
+                        "track_table",
+                        "cv_folds",
                         "params:reference",
                     ],
                     "reference_summary",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -165,12 +165,15 @@ class CorpusResults:
         differences: Its rows of ``results_differences``.
         differing: Flattened setting -> {value: variants} for settings whose
             value is not the same in every row that has it.
+        references: The reference regressor's summaries on this corpus (one per
+            stems it was run on).
     """
 
     corpus: str
     table: pd.DataFrame
     differences: pd.DataFrame
     differing: dict[str, dict[str, list[str]]]
+    references: list[dict[str, Any]] = field(default_factory=list)
 
 
 # Collecting summaries ----------------------------------------------------------------
@@ -606,6 +609,87 @@ def section_every_variant(results: CorpusResults) -> str | None:
     return "\n".join(lines)
 
 
+def reference_input_set(row: pd.Series) -> str | None:
+    """The reference's input set that sees what a row's variant sees: the mix, one
+    stem, or every stem (``stems``); None for a subset of the stems."""
+    sources = row["sources"].split("+")
+    if sources == ["mix"]:
+        return "mix"
+    if len(sources) == 1 and sources[0] in SOURCES:
+        return sources[0]
+    if sorted(sources) == sorted(SOURCES):
+        return "stems"
+    return None
+
+
+def _matching_reference(
+    row: pd.Series, references: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The reference on the row's folds and audio (any stems' for a mix row)."""
+    for reference in references:
+        if reference.get("folds") != row["folds"]:
+            continue
+        if row["audio"] == "mix" or reference.get("stems") == row["audio"]:
+            return reference
+    return None
+
+
+def _pair(values: Mapping[str, float], fmt: str = "{:.3f}") -> str:
+    return " / ".join(fmt.format(values[d]) for d in ("valence", "arousal"))
+
+
+def section_reference(results: CorpusResults) -> str | None:
+    """Each variant beside the reference regressor on the same folds and audio."""
+    if not results.references:
+        return None
+    lines = [
+        "### Against the reference regressor",
+        "",
+        "The bar for each variant: a ridge on per-band log-mel mean and sd "
+        "(`kedro run --pipeline=reference`, docs/data.md) fitted on the same outer "
+        "folds and the same audio — the mix for a mix model, one stem for a "
+        "single-source model, every stem for EmoMucs. Pooled R² valence / arousal "
+        "(the variant's: mean over repeats); *gap*: variant − reference.",
+        "",
+        "| variant | label | audio | variant | reference | gap |",
+        "|---|---|---|---|---|---|",
+    ]
+    missing = []
+    for _, row in results.table.iterrows():
+        input_set = reference_input_set(row)
+        if input_set is None:
+            continue
+        reference = _matching_reference(row, results.references)
+        if reference is None or input_set not in reference.get("pooled_r2", {}):
+            missing.append(row["variant"])
+            continue
+        bar = reference["pooled_r2"][input_set]
+        own = {d: row[f"r2_{d}_pooled"] for d in ("valence", "arousal")}
+        gap = {d: own[d] - bar[d] for d in own}
+        lines.append(
+            f"| {row['variant']} | {row['label']} | {row['audio']} | {_pair(own)} | "
+            f"{_pair(bar)} (`{input_set}`) | {_pair(gap, '{:+.3f}')} |"
+        )
+    for reference in results.references:
+        ceiling = reference.get("ceiling")
+        if ceiling:
+            empirical = {d: ceiling[d]["r2_empirical"] for d in ("valence", "arousal")}
+            lines += [
+                "",
+                f"Reference on every stem (`{reference['stems']}`): "
+                f"{_pair(reference['pooled_r2']['stems'])}; the corpus' label-noise "
+                f"ceiling: {_pair(empirical)}.",
+            ]
+    if missing:
+        lines += [
+            "",
+            "No reference on the same folds and audio for: "
+            + ", ".join(sorted(set(missing)))
+            + " (run `kedro run --pipeline=reference` with the same parameters).",
+        ]
+    return "\n".join(lines)
+
+
 def section_settings(results: CorpusResults) -> str | None:
     """The values of every setting that differs between rows of the corpus."""
     if not results.differing:
@@ -623,6 +707,7 @@ def section_settings(results: CorpusResults) -> str | None:
 CORPUS_SECTIONS: list[Callable[[CorpusResults], str | None]] = [
     section_paper_layout,
     section_differences,
+    section_reference,
     section_audio,
     section_every_variant,
     section_settings,
@@ -651,7 +736,10 @@ def _corpus_title(results: CorpusResults) -> str:
 
 
 def corpus_results(
-    table: pd.DataFrame, differences: pd.DataFrame, entries: list[Entry]
+    table: pd.DataFrame,
+    differences: pd.DataFrame,
+    entries: list[Entry],
+    references: list[dict[str, Any]] = (),
 ) -> list[CorpusResults]:
     """One :class:`CorpusResults` per corpus: most rows first, then most tracks;
     summaries without settings last."""
@@ -667,27 +755,51 @@ def corpus_results(
             table[table["corpus"] == corpus].reset_index(drop=True),
             differences[differences["corpus"] == corpus].reset_index(drop=True),
             differing_settings([e for e in entries if e.corpus == corpus]),
+            [r for r in references if r.get("corpus") == corpus],
         )
         for corpus in order
     ]
 
 
+def collect_references(
+    stored: Mapping[str, Callable[[], dict] | dict] | None,
+    fresh: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every stored reference summary, one per key; this run's replaces its key's."""
+    references: dict[str, dict[str, Any]] = {}
+    for name in sorted(stored or {}):
+        value = stored[name]
+        summary = value() if callable(value) else value
+        references[summary.get("key", name)] = summary
+    if fresh:
+        references[fresh.get("key", "fresh")] = fresh
+    return [references[key] for key in sorted(references)]
+
+
 def tabulate_results(
-    cv_summaries: Mapping[str, Callable[[], dict] | dict], **fresh: dict
+    cv_summaries: Mapping[str, Callable[[], dict] | dict],
+    reference_summaries: Mapping[str, Callable[[], dict] | dict] | None = None,
+    fresh_reference: dict[str, Any] | None = None,
+    **fresh: dict,
 ) -> tuple[pd.DataFrame, str, pd.DataFrame]:
     """The results table of every variant that has run.
 
     Args:
         cv_summaries: The results store: ``<variant>/<audio>__<corpus>`` ->
             summary (or its loader).
+        reference_summaries: The reference regressor's store: ``<stems>__<corpus>``
+            -> summary (or its loader); each variant is shown beside the one on
+            its folds and audio.
+        fresh_reference: The reference summary produced in this run, if any.
         **fresh: Variant -> summary produced in this run; listing them as inputs
             also makes Kedro build the table after those variants.
 
     Returns:
         ``results_table`` (one row per variant × audio × corpus), ``results_markdown``
         (per corpus: the paper's layout, paired differences from the mix baselines,
-        audio side by side, every variant, differing settings; then the paper's
-        published numbers) and ``results_differences``.
+        the reference regressor beside each variant, audio side by side, every
+        variant, differing settings; then the paper's published numbers) and
+        ``results_differences``.
     """
     entries = collect_entries(cv_summaries, fresh)
     table = tabulate_rows(entries)
@@ -705,7 +817,8 @@ def tabulate_results(
     if table.empty:
         parts += ["", "No variant has run yet."]
     else:
-        groups = corpus_results(table, differences, entries)
+        references = collect_references(reference_summaries, fresh_reference)
+        groups = corpus_results(table, differences, entries, references)
         if len([g for g in groups if g.corpus != UNKNOWN_CORPUS]) > 1:
             parts += [
                 "",

@@ -12,6 +12,7 @@ from .nodes import add_contributions_section, tabulate_paper_results, tabulate_r
 def create_reporting_pipeline(
     variants: Sequence[str] = (),
     contributions: Sequence[str] | None = None,
+    with_reference: bool = False,
 ) -> Pipeline:
     """Tabulate the stored summaries (``cv_summaries``) of every variant run so far.
 
@@ -24,6 +25,8 @@ def create_reporting_pipeline(
             (their summaries become inputs). Given, even empty, the markdown gets
             a section ranking the sources of every variant in
             ``contribution_summaries``; None leaves it out.
+        with_reference: The run also fits the reference regressor: its
+            ``reference_summary`` becomes an input, so the table is built after it.
     """
     markdown = "results_markdown"
     section = []
@@ -36,6 +39,12 @@ def create_reporting_pipeline(
                 tabulate_results,
                 {
                     "cv_summaries": "cv_summaries",
+                    "reference_summaries": "reference_summaries",
+                    **(
+                        {"fresh_reference": "reference_summary"}
+                        if with_reference
+                        else {}
+                    ),
                     **{v: f"{v}.cv_summary" for v in variants},
                 },
                 ["results_table", markdown, "results_differences"],
