@@ -48,6 +48,10 @@ def test_reporting_runs_before_any_variant_has(tmp_path):
         {
             "cv_summaries": _store(tmp_path / "none"),
             "contribution_summaries": _store(tmp_path / "no", "contribution_summaries"),
+            "reference_summaries": {
+                **yaml.safe_load(REFERENCE.read_text())["reference_summaries"],
+                "path": str(tmp_path / "no_reference"),
+            },
             # real data: no contributions.json at the dataset root
             "corpus_contributions": {**truth, "filepath": str(tmp_path / "c.json")},
         }

@@ -183,6 +183,7 @@ def test_tiny_emomucs_run_end_to_end(fusion):
     pipe = create_emomucs_pipeline(fusion)
     pipe += create_reporting_pipeline(variant_namespaces(pipe))
     data = {"track_table": table, "mix": mix, "stems": stems, "cv_summaries": {}}
+    data.update({"reference_summaries": {}, "corpus_contributions": {}})
     data.update(_param_inputs(params))
     outputs = {d: KeptDataset() for d in pipe.all_outputs()}
     catalog = DataCatalog({**{k: MemoryDataset(v) for k, v in data.items()}, **outputs})
@@ -288,6 +289,7 @@ def test_tiny_early_mid_and_baselines_run_end_to_end():
     variants = variant_namespaces(pipe)
     pipe += create_reporting_pipeline(variants)
     data = {"track_table": table, "mix": mix, "stems": stems, "cv_summaries": {}}
+    data.update({"reference_summaries": {}, "corpus_contributions": {}})
     data.update(_param_inputs(params))
     outputs = {d: KeptDataset() for d in pipe.all_outputs()}
     catalog = DataCatalog({**{k: MemoryDataset(v) for k, v in data.items()}, **outputs})

@@ -105,6 +105,7 @@ def run():
             "stems": MemoryDataset(stems, copy_mode="assign"),
             "cv_summaries": MemoryDataset({}),
             "contribution_summaries": MemoryDataset({}),
+            "reference_summaries": MemoryDataset({}),
             "corpus_contributions": MemoryDataset({}),
         }
     )

@@ -555,6 +555,52 @@ def test_contributions_are_compared_with_the_corpus_true_shares():
     assert section.count("| +") == 2  # the right order correlates positively
 
 
+def test_contributions_of_one_variant_on_two_corpora_are_both_kept_each_with_its_truth():
+    """Summaries are keyed by audio and corpus: a run on the true stems of one
+    corpus does not replace one on another, and each is compared with the true
+    shares of the corpus it ran on, not with the dataset root's."""
+    _, markdown, _ = tabulate_results({})
+    drops = {"vocals": (0.4, 0.0), "other": (0.3, 0.1), "drums": (0.0, 0.5)}
+    drops["bass"] = (0.1, 0.2)
+    right = {
+        "valence": {"vocals": 0.5, "other": 0.4, "drums": 0.0, "bass": 0.1},
+        "arousal": {"drums": 0.6, "bass": 0.3, "other": 0.1, "vocals": 0.0},
+    }
+    reversed_ = {d: {s: -v for s, v in shares.items()} for d, shares in right.items()}
+    summaries = {
+        "emomucs_late.c1d_freeze/oracle__a": {
+            **_contribution_summary("late", drops),
+            "key": "oracle__a",
+            "true_shares": right,
+        },
+        "emomucs_late.c1d_freeze/oracle__b": {
+            **_contribution_summary("late", drops),
+            "key": "oracle__b",
+            "true_shares": reversed_,
+        },
+        "emomucs_late.c1d_full/oracle__c": {
+            **_contribution_summary("full", drops),
+            "key": "oracle__c",
+            "true_shares": None,  # real data: nothing to compare with
+        },
+    }
+    text = add_contributions_section(markdown, summaries, reversed_)
+    ranking = text[
+        text.index("## Source contributions") : text.index("## Contributions against")
+    ]
+    assert ranking.count("| emomucs_late.c1d_freeze/oracle__") == 4  # 2 keys × 2 dims
+    assert "| emomucs_late.c1d_full |" in ranking  # a single key keeps the bare name
+    agreement = text[text.index("## Contributions against the corpus' true") :]
+    line_a = next(
+        x for x in agreement.splitlines() if "oracle__a | oracle | valence" in x
+    )
+    line_b = next(
+        x for x in agreement.splitlines() if "oracle__b | oracle | valence" in x
+    )
+    assert "| +1.00 |" in line_a and "| -1.00 |" in line_b
+    assert "c1d_full" not in agreement
+
+
 def test_reporting_pipeline_adds_the_section_after_the_contributions_of_the_run():
     pipe = create_reporting_pipeline(["x.y"], ["x.y"])
     node = next(n for n in pipe.nodes if n.name == "add_contributions_section")

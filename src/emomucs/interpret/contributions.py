@@ -36,6 +36,7 @@ outer folds) and ``pooled`` (all outer folds' test tracks as one set); each repe
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -510,20 +511,31 @@ def collect_contribution_summaries(
     """Contribution summaries by variant: the stored ones, updated by this run's.
 
     Args:
-        stored: Variant → summary (or its loader), as the results store loads.
+        stored: ``<variant>/<audio>__<corpus>`` (or a bare ``<variant>``, written
+            before summaries were keyed) → summary (or its loader), as the results
+            store loads.
         fresh: Summaries of this run; one replaces the stored summary with the
-            same label (keeping its variant name), one with no stored file (an
-            in-memory run) is added under its label.
+            same label and key (keeping its variant name), one with no stored file
+            (an in-memory run) is added under its label.
+
+    Returns:
+        ``<variant>`` → summary, or ``<variant>/<key>`` for a variant stored for
+        several audios or corpora, sorted by name.
     """
-    by_label: dict[str, tuple[str, dict[str, Any]]] = {}
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     for name in sorted(stored):
         value = stored[name]
         summary = value() if callable(value) else value
-        by_label[summary["label"]] = (name, summary)
+        found[(summary["label"], summary.get("key", ""))] = (name, summary)
     for summary in fresh:
-        name = by_label.get(summary["label"], (summary["label"], None))[0]
-        by_label[summary["label"]] = (name, summary)
-    return dict(sorted(by_label.values()))
+        identity = (summary["label"], summary.get("key", ""))
+        found[identity] = (found.get(identity, (summary["label"], None))[0], summary)
+    variants = Counter(name.split("/")[0] for name, _ in found.values())
+    named = {
+        (name if variants[name.split("/")[0]] > 1 else name.split("/")[0]): summary
+        for name, summary in found.values()
+    }
+    return dict(sorted(named.items()))
 
 
 def summary_ranking(

@@ -265,6 +265,7 @@ def compute_source_contributions(
     cv_predictions: pd.DataFrame,
     training: dict[str, Any],
     options: dict[str, Any],
+    true_shares: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Each source's contribution to a multi-source variant's predictions.
 
@@ -281,11 +282,15 @@ def compute_source_contributions(
         cv_predictions: Its out-of-fold predictions (checked against the models).
         training: The ``training`` parameters (``eval_batch_size``, ``device``).
         options: The ``contributions`` parameters (``shapley``, ``tolerance``).
+        true_shares: The corpus' true source shares per dimension (a synthetic
+            corpus' ``contributions.json``; empty for real data): kept in the
+            summary, so a ranking is only ever compared with its own corpus' truth.
 
     Returns:
         ``contributions`` (source × dimension × method × scope) and
         ``contribution_summary``: the pooled rows averaged over repeats as plain
-        JSON, which the results table and the figure across variants read.
+        JSON, which the results table and the figure across variants read, with
+        ``key`` (audio and corpus: its file in the store, as ``cv_summary``'s).
     """
     table = source_contributions(
         cv_models,
@@ -296,10 +301,15 @@ def compute_source_contributions(
         ContributionOptions.from_params(training, options),
     )
     pooled = table[(table["repeat"] == -1) & (table["scope"] == "pooled")]
+    inputs = cv_models.get("inputs", {})
+    corpus = corpus_fingerprint(track_table)
     summary = {
         "label": cv_models.get("label"),
         "folds": fingerprint_folds(cv_folds),
-        "inputs": cv_models.get("inputs", {}),
+        "corpus": corpus,
+        "key": f"{store_name(inputs.get('audio', 'unknown'))}__{corpus}",
+        "true_shares": dict(true_shares) if true_shares else None,
+        "inputs": inputs,
         "n_repeats": int(table.loc[table["repeat"] >= 0, "repeat"].nunique()) or 1,
         "pooled": json.loads(
             pooled.drop(columns=["label", "repeat", "scope", "outer_fold"]).to_json(

@@ -106,6 +106,7 @@ def experiment_template(n_pretrained: int = 0, contributions: bool = False) -> P
                     "cv_predictions",
                     "params:training",
                     "params:contributions",
+                    "corpus_contributions",
                 ],
                 ["contributions", "contribution_summary"],
                 name="compute_source_contributions",
@@ -123,6 +124,7 @@ def instantiate(variant: Variant) -> Pipeline:
     parameters = {"params:training", "params:networks"}
     if contributions:
         parameters.add("params:contributions")
+        inputs["corpus_contributions"] = "corpus_contributions"
     return pipeline(
         experiment_template(len(variant.pretrained), contributions),
         namespace=variant.namespace,

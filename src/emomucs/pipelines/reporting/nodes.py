@@ -932,11 +932,25 @@ def agreement_section(
 ) -> str | None:
     """Markdown: Spearman's ρ between each method's pooled source contributions and
     the corpus' true source shares (``contributions.json`` of a synthetic corpus),
-    per variant and dimension; None when the corpus has no shares.
+    per variant and dimension; None when no summary has shares. Each summary is
+    compared with the shares it carries (those of the corpus it ran on);
+    ``true_shares`` (the dataset root's) serves summaries written before that.
 
     Only variants with three or more sources get a ρ: with two it is ±1 or undefined.
     """
-    if not all(isinstance(true_shares.get(d), Mapping) for d in DIMENSIONS):
+
+    def shares_of(summary: dict[str, Any]) -> Mapping[str, Any]:
+        # a keyed summary carries its own corpus' truth (None for real data); an
+        # older one is taken to be of the corpus at the dataset root
+        if "key" in summary:
+            return summary.get("true_shares") or {}
+        return true_shares
+
+    def complete(shares: Mapping[str, Any]) -> bool:
+        return all(isinstance(shares.get(d), Mapping) for d in DIMENSIONS)
+
+    summaries = {n: s for n, s in summaries.items() if complete(shares_of(s))}
+    if not summaries:
         return None
     return _contribution_table(
         "## Contributions against the corpus' true source shares",
@@ -946,7 +960,7 @@ def agreement_section(
         "side constant).",
         summaries,
         lambda summary, method, dim: _rank_correlation(
-            dict(summary_ranking(summary, method, dim)), true_shares[dim]
+            dict(summary_ranking(summary, method, dim)), shares_of(summary)[dim]
         ),
     )
 
