@@ -26,7 +26,6 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from kedro.framework.hooks import hook_impl
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from emomucs.errors import SettingsError
@@ -332,11 +331,3 @@ def validate_parameters(parameters: Mapping[str, Any]) -> None:
             _check_experiments(group, values, grid[group], experiment)
         else:
             raise _fail("", group, [*groups, *grid, "networks", *RUNTIME_ONLY])
-
-
-class ValidateParametersHook:
-    """Checks the run's parameters (conf and ``--params``) before anything runs."""
-
-    @hook_impl(tryfirst=True)
-    def after_context_created(self, context) -> None:
-        validate_parameters(context.params)

@@ -6,12 +6,17 @@
 
 from kedro.config import OmegaConfigLoader
 
-from emomucs.hooks import MlflowVariantRunsHook
-from emomucs.parameters import ValidateParametersHook
+from emomucs.hooks import (
+    MarkKilledRunsHook,
+    MlflowVariantRunsHook,
+    ValidateParametersHook,
+)
 
 # Parameters are checked against their schema first (a misspelt key fails the run);
-# kedro-mlflow opens one MLflow run per `kedro run`; this adds a child run per variant.
-HOOKS = (ValidateParametersHook(), MlflowVariantRunsHook())
+# kedro-mlflow opens one MLflow run per `kedro run`: runs a killed process left
+# RUNNING are marked KILLED, and the run gets its identity tags, its artifacts and a
+# child run per variant.
+HOOKS = (ValidateParametersHook(), MarkKilledRunsHook(), MlflowVariantRunsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 # Parameters merge softly: an environment (paper, benchmark) overrides only the keys it
