@@ -112,3 +112,13 @@ def test_kedro_run_with_a_misspelt_param_stops_before_running(tmp_path):
     )
     assert "Traceback" not in output
     assert not (project / "data").exists()  # nothing ran
+
+
+def test_the_separator_repo_is_configured_once():
+    """separator_training writes the repo that separation reads: both take the path
+    from globals.yml's separator_repo."""
+    arguments = {**CONFIG_LOADER_ARGS, "default_run_env": "base"}
+    loader = OmegaConfigLoader(str(PROJECT / "conf"), **arguments)
+    repo = loader["globals"]["separator_repo"]
+    assert loader["parameters"]["separation"]["separator"]["repo"] == repo
+    assert loader["catalog"]["separator_model"]["path"] == repo

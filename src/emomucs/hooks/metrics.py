@@ -9,8 +9,11 @@ from typing import Any
 import pandas as pd
 from mlflow.entities import Metric
 
-METRIC_SCOPES = ("mean", "sd", "pooled")
-"""Scopes of a ``cv_summary`` logged as ``<metric>_<scope>``."""
+from emomucs.training.metrics import SUMMARY_SCOPES
+
+METRIC_SCOPES = SUMMARY_SCOPES[:3]
+"""Scopes of a ``cv_summary`` logged as ``<metric>_<scope>``: mean, sd and pooled
+(not ``pooled_sd``)."""
 
 SDR_REPORTS = ("separation_sdr", "separator_sdr")
 """Datasets whose per-source SDR becomes parent-run metrics."""
