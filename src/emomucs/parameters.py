@@ -13,7 +13,8 @@ TrainingOptions) take their schema from that dataclass, so an option added there
 valid here at once; ``networks`` take theirs from each network's constructor.
 Experiment groups (``<group>.<name>.experiment``) may hold the variants of the
 experiment grid (:mod:`emomucs.pipelines.experiments.variants`), each with
-ExperimentSpec's fields. Every field is optional: the check is
+ExperimentSpec's fields; those that decide the variant's wiring (model, sources,
+fusion, strategy) must be the grid's. Every field is optional: the check is
 about names and types, the code keeps its own defaults and range checks.
 """
 
@@ -226,20 +227,14 @@ def _experiment_model() -> type:
     return _from_dataclass("Experiment", ExperimentSpec, exclude=("network_kwargs",))
 
 
-def _variants() -> dict[str, set[str]]:
-    """Experiment group -> its variant names, from the experiment grid."""
-    from emomucs.pipelines.experiments import variants
+def _variants() -> dict[str, dict[str, Any]]:
+    """Experiment group -> its variants by name, from the experiment grid."""
+    from emomucs.pipelines.experiments.variants import all_variants
 
-    grid = [
-        *variants.baseline_variants(),
-        *variants.source_variants(),
-        *variants.combination_variants(),
-        *(v for f in variants.FUSIONS for v in variants.emomucs_variants(f)),
-    ]
-    groups: dict[str, set[str]] = {}
-    for variant in grid:
+    groups: dict[str, dict[str, Any]] = {}
+    for variant in all_variants():
         group, name = variant.namespace.split(".", 1)
-        groups.setdefault(group, set()).add(name)
+        groups.setdefault(group, {})[name] = variant
     return groups
 
 
@@ -297,19 +292,45 @@ def _check_networks(networks: Any) -> None:
 
 
 def _check_experiments(
-    group: str, values: Any, names: set[str], experiment: type[BaseModel]
+    group: str, values: Any, variants: Mapping[str, Any], experiment: type[BaseModel]
 ) -> None:
     if not isinstance(values, Mapping):
         raise SettingsError(f"{group} must be a mapping of variants, got {values!r}")
     for name, entry in values.items():
-        if name not in names:
-            raise _fail(group, name, sorted(names))
+        if name not in variants:
+            raise _fail(group, name, sorted(variants))
         if not isinstance(entry, Mapping):
             raise SettingsError(f"{group}.{name} must hold an experiment mapping")
         unknown = [key for key in entry if key != "experiment"]
         if unknown:
             raise _fail(f"{group}.{name}", unknown[0], ["experiment"])
-        _check(experiment, entry.get("experiment") or {}, f"{group}.{name}.experiment")
+        settings = entry.get("experiment") or {}
+        _check(experiment, settings, f"{group}.{name}.experiment")
+        _check_wiring(f"{group}.{name}.experiment", settings, variants[name])
+
+
+def _check_wiring(where: str, settings: Mapping[str, Any], variant: Any) -> None:
+    """The settings that decide a variant's wiring are the grid's: a pipeline built
+    for one strategy or set of sources cannot train another."""
+    from emomucs.pipelines.experiments.variants import WIRED
+    from emomucs.training.spec import ExperimentSpec
+
+    defaults = {
+        key: ExperimentSpec.__dataclass_fields__[key].default
+        for key in WIRED
+        if key != "sources"
+    }
+    declared = {**defaults, **variant.experiment}
+    for key in WIRED:
+        value = settings.get(key, defaults.get(key))
+        if isinstance(value, (list, tuple)):
+            value = list(value)
+        if value != declared[key]:
+            raise SettingsError(
+                f"{where}.{key} is {value!r}, but the experiment grid "
+                f"(emomucs/pipelines/experiments/variants.py) declares this variant "
+                f"with {declared[key]!r}; declare a variant there instead"
+            )
 
 
 def validate_parameters(parameters: Mapping[str, Any]) -> None:

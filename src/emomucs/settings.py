@@ -4,8 +4,7 @@
 (``kedro run --env paper``), ``conf/local`` what is personal to a machine.
 """
 
-from kedro.config import OmegaConfigLoader
-
+from emomucs.config_loader import ConfigLoader
 from emomucs.hooks import (
     MarkKilledRunsHook,
     MlflowVariantRunsHook,
@@ -18,7 +17,9 @@ from emomucs.hooks import (
 # child run per variant.
 HOOKS = (ValidateParametersHook(), MarkKilledRunsHook(), MlflowVariantRunsHook())
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# OmegaConfigLoader, plus each experiment variant's settings generated from the grid
+# (emomucs.pipelines.experiments.variants) under the configured parameters.
+CONFIG_LOADER_CLASS = ConfigLoader
 # Parameters merge softly: an environment (paper, benchmark) overrides only the keys it
 # names. With Kedro's default destructive merge, `--params separation.separator.kind=x`
 # under an environment without a `separation` block replaced base's whole block.
