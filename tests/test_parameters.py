@@ -137,3 +137,11 @@ def test_a_setting_that_would_rewire_a_variant_is_refused(base, key, value):
         SettingsError, match=rf"c1d_freeze\.experiment\.{key} is .*grid"
     ):
         validate_parameters(parameters)
+
+
+def test_a_variant_entry_may_name_only_what_differs():
+    """Without the generated grid (another loader), a partial entry is valid: the
+    wiring keys it leaves out are the grid's."""
+    validate_parameters(
+        {"emomucs_late": {"c1d_freeze": {"experiment": {"fusion_dropout": 0.5}}}}
+    )

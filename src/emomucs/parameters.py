@@ -315,14 +315,15 @@ def _check_wiring(where: str, settings: Mapping[str, Any], variant: Any) -> None
     from emomucs.pipelines.experiments.variants import WIRED
     from emomucs.training.spec import ExperimentSpec
 
-    defaults = {
-        key: ExperimentSpec.__dataclass_fields__[key].default
-        for key in WIRED
-        if key != "sources"
+    fields = ExperimentSpec.__dataclass_fields__
+    declared = {
+        **{key: fields[key].default for key in ("source_model", "fusion", "strategy")},
+        **variant.experiment,
     }
-    declared = {**defaults, **variant.experiment}
     for key in WIRED:
-        value = settings.get(key, defaults.get(key))
+        if key not in settings:  # the grid's value is merged in by the config loader
+            continue
+        value = settings[key]
         if isinstance(value, (list, tuple)):
             value = list(value)
         if value != declared[key]:
