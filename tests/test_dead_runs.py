@@ -13,7 +13,7 @@ import mlflow
 from kedro.pipeline import Pipeline
 from mlflow.tracking import MlflowClient
 
-from emomucs.hooks import RUN_HOST, RUN_PID, MlflowVariantRunsHook
+from emomucs.hooks import RUN_HOST, RUN_PID, MarkKilledRunsHook, MlflowVariantRunsHook
 from tests.tiny_project import subprocess_env
 
 KILLED_RUN = textwrap.dedent(
@@ -61,6 +61,8 @@ def test_runs_of_dead_processes_are_marked_killed_at_the_next_run(tmp_path):
     try:
         mlflow.set_experiment("emomucs")
         with mlflow.start_run() as current:
+            # as settings.py registers them
+            MarkKilledRunsHook().before_pipeline_run({}, Pipeline([]), None)
             hook = MlflowVariantRunsHook()
             hook.before_pipeline_run({}, Pipeline([]), None)
             hook.after_pipeline_run({}, Pipeline([]), None)

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 from kedro.config import OmegaConfigLoader
+from kedro.io import Version
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
@@ -418,3 +419,38 @@ def test_hook_is_silent_without_a_run(tmp_path):
         assert mlflow.search_runs(search_all_experiments=True).empty
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_saved_file_is_the_version_this_run_wrote(tmp_path):
+    """Artifacts are the files the catalog saved (this run's version), not a copy
+    written again; datasets without a local file give none."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro_datasets.pandas import CSVDataset
+
+    from emomucs.datasets import SummaryDataset
+    from emomucs.hooks.artifacts import saved_file
+
+    table = pd.DataFrame({"a": [1, 2]})
+    catalog = DataCatalog(
+        {
+            "table": CSVDataset(
+                filepath=str(tmp_path / "table.csv"),
+                version=Version(None, "2026-01-01T00.00.00.000Z"),
+                save_args={"index": False},
+            ),
+            "v.cv_summary": SummaryDataset(folder=str(tmp_path / "summaries")),
+            "memory": MemoryDataset(),
+        }
+    )
+    catalog.save("table", table)
+    path = saved_file(catalog, "table", table)
+    assert path == tmp_path / "table.csv" / "2026-01-01T00.00.00.000Z" / "table.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(path), table)
+    summary = {"key": "oracle__abc", "metrics": {}}
+    catalog.save("v.cv_summary", summary)
+    assert json.loads(saved_file(catalog, "v.cv_summary", summary).read_text()) == (
+        summary
+    )
+    catalog.save("memory", table)
+    assert saved_file(catalog, "memory", table) is None
+    assert saved_file(catalog, "unknown", table) is None

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from kedro.config import OmegaConfigLoader
 
+from emomucs.config_loader import ConfigLoader
 from emomucs.errors import SettingsError
 from emomucs.parameters import validate_parameters
 from emomucs.settings import CONFIG_LOADER_ARGS
@@ -19,7 +19,7 @@ def _parameters(env: str) -> dict:
     """The parameters as ``kedro run --env <env>`` reads them (the project's loader
     settings: base, then the environment merged softly)."""
     arguments = {**CONFIG_LOADER_ARGS, "default_run_env": env}
-    return OmegaConfigLoader(str(PROJECT / "conf"), **arguments)["parameters"]
+    return ConfigLoader(str(PROJECT / "conf"), **arguments)["parameters"]
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,36 @@ def test_kedro_run_with_a_misspelt_param_stops_before_running(tmp_path):
     )
     assert "Traceback" not in output
     assert not (project / "data").exists()  # nothing ran
+
+
+def test_the_separator_repo_is_configured_once():
+    """separator_training writes the repo that separation reads: both take the path
+    from globals.yml's separator_repo."""
+    arguments = {**CONFIG_LOADER_ARGS, "default_run_env": "base"}
+    loader = ConfigLoader(str(PROJECT / "conf"), **arguments)
+    repo = loader["globals"]["separator_repo"]
+    assert loader["parameters"]["separation"]["separator"]["repo"] == repo
+    assert loader["catalog"]["separator_model"]["path"] == repo
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("strategy", "full"), ("sources", ["vocals", "drums"]), ("model", "C1D")],
+)
+def test_a_setting_that_would_rewire_a_variant_is_refused(base, key, value):
+    """The pipeline of emomucs_late.c1d_freeze is wired for frozen C1D over every stem:
+    a strategy, sources or model from conf cannot change it."""
+    parameters = copy.deepcopy(base)
+    parameters["emomucs_late"]["c1d_freeze"]["experiment"][key] = value
+    with pytest.raises(
+        SettingsError, match=rf"c1d_freeze\.experiment\.{key} is .*grid"
+    ):
+        validate_parameters(parameters)
+
+
+def test_a_variant_entry_may_name_only_what_differs():
+    """Without the generated grid (another loader), a partial entry is valid: the
+    wiring keys it leaves out are the grid's."""
+    validate_parameters(
+        {"emomucs_late": {"c1d_freeze": {"experiment": {"fusion_dropout": 0.5}}}}
+    )

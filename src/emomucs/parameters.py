@@ -13,7 +13,8 @@ TrainingOptions) take their schema from that dataclass, so an option added there
 valid here at once; ``networks`` take theirs from each network's constructor.
 Experiment groups (``<group>.<name>.experiment``) may hold the variants of the
 experiment grid (:mod:`emomucs.pipelines.experiments.variants`), each with
-ExperimentSpec's fields. Every field is optional: the check is
+ExperimentSpec's fields; those that decide the variant's wiring (model, sources,
+fusion, strategy) must be the grid's. Every field is optional: the check is
 about names and types, the code keeps its own defaults and range checks.
 """
 
@@ -26,7 +27,6 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from kedro.framework.hooks import hook_impl
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from emomucs.errors import SettingsError
@@ -227,20 +227,14 @@ def _experiment_model() -> type:
     return _from_dataclass("Experiment", ExperimentSpec, exclude=("network_kwargs",))
 
 
-def _variants() -> dict[str, set[str]]:
-    """Experiment group -> its variant names, from the experiment grid."""
-    from emomucs.pipelines.experiments import variants
+def _variants() -> dict[str, dict[str, Any]]:
+    """Experiment group -> its variants by name, from the experiment grid."""
+    from emomucs.pipelines.experiments.variants import all_variants
 
-    grid = [
-        *variants.baseline_variants(),
-        *variants.source_variants(),
-        *variants.combination_variants(),
-        *(v for f in variants.FUSIONS for v in variants.emomucs_variants(f)),
-    ]
-    groups: dict[str, set[str]] = {}
-    for variant in grid:
+    groups: dict[str, dict[str, Any]] = {}
+    for variant in all_variants():
         group, name = variant.namespace.split(".", 1)
-        groups.setdefault(group, set()).add(name)
+        groups.setdefault(group, {})[name] = variant
     return groups
 
 
@@ -298,19 +292,46 @@ def _check_networks(networks: Any) -> None:
 
 
 def _check_experiments(
-    group: str, values: Any, names: set[str], experiment: type[BaseModel]
+    group: str, values: Any, variants: Mapping[str, Any], experiment: type[BaseModel]
 ) -> None:
     if not isinstance(values, Mapping):
         raise SettingsError(f"{group} must be a mapping of variants, got {values!r}")
     for name, entry in values.items():
-        if name not in names:
-            raise _fail(group, name, sorted(names))
+        if name not in variants:
+            raise _fail(group, name, sorted(variants))
         if not isinstance(entry, Mapping):
             raise SettingsError(f"{group}.{name} must hold an experiment mapping")
         unknown = [key for key in entry if key != "experiment"]
         if unknown:
             raise _fail(f"{group}.{name}", unknown[0], ["experiment"])
-        _check(experiment, entry.get("experiment") or {}, f"{group}.{name}.experiment")
+        settings = entry.get("experiment") or {}
+        _check(experiment, settings, f"{group}.{name}.experiment")
+        _check_wiring(f"{group}.{name}.experiment", settings, variants[name])
+
+
+def _check_wiring(where: str, settings: Mapping[str, Any], variant: Any) -> None:
+    """The settings that decide a variant's wiring are the grid's: a pipeline built
+    for one strategy or set of sources cannot train another."""
+    from emomucs.pipelines.experiments.variants import WIRED
+    from emomucs.training.spec import ExperimentSpec
+
+    fields = ExperimentSpec.__dataclass_fields__
+    declared = {
+        **{key: fields[key].default for key in ("source_model", "fusion", "strategy")},
+        **variant.experiment,
+    }
+    for key in WIRED:
+        if key not in settings:  # the grid's value is merged in by the config loader
+            continue
+        value = settings[key]
+        if isinstance(value, (list, tuple)):
+            value = list(value)
+        if value != declared[key]:
+            raise SettingsError(
+                f"{where}.{key} is {value!r}, but the experiment grid "
+                f"(emomucs/pipelines/experiments/variants.py) declares this variant "
+                f"with {declared[key]!r}; declare a variant there instead"
+            )
 
 
 def validate_parameters(parameters: Mapping[str, Any]) -> None:
@@ -332,11 +353,3 @@ def validate_parameters(parameters: Mapping[str, Any]) -> None:
             _check_experiments(group, values, grid[group], experiment)
         else:
             raise _fail("", group, [*groups, *grid, "networks", *RUNTIME_ONLY])
-
-
-class ValidateParametersHook:
-    """Checks the run's parameters (conf and ``--params``) before anything runs."""
-
-    @hook_impl(tryfirst=True)
-    def after_context_created(self, context) -> None:
-        validate_parameters(context.params)

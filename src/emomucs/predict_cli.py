@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from emomucs.hooks import corpus_name
+from emomucs.hooks.identity import corpus_name
 from emomucs.pipelines.predict.nodes import (
     PredictError,
     Predictor,

@@ -83,6 +83,7 @@ def log_predict_model(
     info: dict[str, Any],
     project_path: Path,
     run_id: str,
+    cv_models_file: Path | None = None,
 ) -> None:
     """Log ``cv_models`` with its separator as :class:`EmotionModel` in ``run_id``.
 
@@ -92,6 +93,8 @@ def log_predict_model(
             unless the variant reads the mix only.
         clipping: The clip format (``clip_seconds``, ``sample_rate``, ``channels``).
         info: ``variant``, ``run_id``, ``corpus``: shown with every prediction.
+        cv_models_file: The file the catalog saved ``cv_models`` to, logged as it
+            is; without it, ``cv_models`` is written to a temporary file.
     """
     from emomucs.separation.separators import local_model_files
 
@@ -105,8 +108,10 @@ def log_predict_model(
     }
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        torch.save(cv_models, folder / "cv_models.pt")
-        artifacts = {"cv_models": str(folder / "cv_models.pt")}
+        if cv_models_file is None:
+            cv_models_file = folder / "cv_models.pt"
+            torch.save(cv_models, cv_models_file)
+        artifacts = {"cv_models": str(cv_models_file)}
         mix_only = cv_models["inputs"]["audio"] == "mix"
         if separator.get("kind") == "local" and not mix_only:
             repo = Path(separator["repo"])

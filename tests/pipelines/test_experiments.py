@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from emomucs.config_loader import ConfigLoader
 from emomucs.fingerprints import corpus_fingerprint
 from emomucs.models.registry import MODEL_REGISTRY
 from emomucs.pipelines.experiments import (
@@ -25,11 +25,9 @@ from emomucs.pipelines.experiments import (
 from emomucs.pipelines.experiments.nodes import check_pretrained_settings
 from emomucs.pipelines.experiments.pipeline import create_baselines_pipeline
 from emomucs.pipelines.experiments.variants import (
-    FUSIONS,
+    all_variants,
     baseline_variants,
-    combination_variants,
     emomucs_variants,
-    source_variants,
 )
 from emomucs.pipelines.reporting import create_reporting_pipeline
 from emomucs.settings import CONFIG_LOADER_ARGS
@@ -39,12 +37,7 @@ from emomucs.training.metrics import DIMENSIONS
 from tests.training.synthetic import make_corpus
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-ALL_VARIANTS = [
-    *baseline_variants(),
-    *source_variants(),
-    *[v for f in FUSIONS for v in emomucs_variants(f)],
-    *combination_variants(),
-]
+ALL_VARIANTS = all_variants()
 
 
 class KeptDataset(MemoryDataset):
@@ -55,8 +48,8 @@ class KeptDataset(MemoryDataset):
 
 
 def _config(env: str, key: str, runtime_params: dict | None = None) -> dict:
-    """The config as the project's own loader settings read it."""
-    return OmegaConfigLoader(
+    """The config as the project's own loader (class and settings) reads it."""
+    return ConfigLoader(
         str(CONF),
         **{**CONFIG_LOADER_ARGS, "default_run_env": env},
         runtime_params=runtime_params,
@@ -91,6 +84,25 @@ def test_every_namespace_has_parameters_that_match_its_wiring(env):
         assert spec.model_kwargs.get("hidden_layer", False) == (
             variant.slug == "c2d_hidden"
         ), variant.namespace
+
+
+def test_a_variants_settings_in_conf_merge_over_the_grids():
+    """The grid declares each variant once; a setting in conf (here --params) is
+    merged over the generated ones key by key."""
+    changed = {"emomucs_mid": {"c2d_hidden_freeze": {"experiment": {
+        "fusion_dropout": 0.5, "model_kwargs": {"hidden_units": 16}
+    }}}}  # fmt: skip
+    params = _config("local", "parameters", runtime_params=changed)
+    experiment = params["emomucs_mid"]["c2d_hidden_freeze"]["experiment"]
+    assert experiment["fusion_dropout"] == 0.5
+    assert experiment["model_kwargs"] == {"hidden_layer": True, "hidden_units": 16}
+    assert experiment["strategy"] == "freeze" and experiment["fusion"] == "mid"
+    unchanged = _config("local", "parameters")["emomucs_mid"]["c2d_hidden_full"]
+    assert (
+        unchanged["experiment"]
+        == params["emomucs_mid"]["c2d_hidden_full"]["experiment"]
+    )
+    assert "fusion_dropout" not in unchanged["experiment"]
 
 
 def test_paper_environment_has_the_papers_settings():

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from matplotlib.figure import Figure
 
 from emomucs import SOURCES
+from emomucs.config_loader import ConfigLoader
 from emomucs.pipelines import plots, reporting
 from emomucs.pipelines.experiments.pipeline import (
     contribution_namespaces,
@@ -76,9 +76,9 @@ def _feed_params(catalog: DataCatalog, params: dict, prefix: str = "params:") ->
 def run():
     """Every output of the tiny run, by dataset name."""
     params = dict(
-        OmegaConfigLoader(
-            str(PROJECT / "conf"), base_env="base", default_run_env="base"
-        )["parameters"]
+        ConfigLoader(str(PROJECT / "conf"), base_env="base", default_run_env="base")[
+            "parameters"
+        ]
     )
     params.update(TINY)
     variants = baseline_variants()[:1] + combination_variants(

@@ -13,9 +13,11 @@ from kedro.runner import SequentialRunner
 
 from emomucs import SOURCES
 from emomucs.audio import AudioSet, resample
+from emomucs.config_loader import ConfigLoader
 from emomucs.datasets.demucs_repo_dataset import DemucsRepoDataset
 from emomucs.pipelines import separation, separator_training
 from emomucs.separation import ApplyOptions, SeparatorSpec, TrainingOptions, sdr
+from emomucs.settings import CONFIG_LOADER_ARGS
 from tests.separation.synth import synth_multitrack, synth_track
 from tests.separation.tiny import tiny_htdemucs, write_repo
 
@@ -158,11 +160,12 @@ def test_trained_separator_is_loaded_by_separation(corpus, tmp_path):
 
 
 def test_project_parameters_are_valid_options():
-    separation_params = yaml.safe_load((CONF / "separation.yml").read_text())[
-        "separation"
-    ]
+    arguments = {**CONFIG_LOADER_ARGS, "default_run_env": "base"}
+    loader = ConfigLoader(str(CONF.parents[1]), **arguments)
+    separation_params = loader["parameters"]["separation"]
     spec = SeparatorSpec.from_options(separation_params["separator"])
     assert (spec.kind, spec.name) == ("local", "emomucs_compact")
+    assert spec.repo == loader["globals"]["separator_repo"]
     ApplyOptions.from_options(separation_params["apply"])
     assert separation_params["output_sample_rate"] == 22050
     training = yaml.safe_load((CONF / "separator_training.yml").read_text())

@@ -7,11 +7,12 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from emomucs.config_loader import ConfigLoader
 from emomucs.separation import ApplyOptions, SeparatorSpec, load_separator
 from emomucs.separation.sdr import sdr
 from emomucs.separation.separate import separate_batch
+from emomucs.settings import CONFIG_LOADER_ARGS
 from emomucs.synthetic.design import design_multitrack
 from emomucs.synthetic.render import render_track
 
@@ -19,8 +20,10 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _base_separator_options() -> dict:
-    text = (PROJECT / "conf/base/parameters/separation.yml").read_text()
-    return yaml.safe_load(text)["separation"]["separator"]
+    """separation.separator as conf/base resolves it (the repo is globals.yml's)."""
+    arguments = {**CONFIG_LOADER_ARGS, "default_run_env": "base"}
+    loader = ConfigLoader(str(PROJECT / "conf"), **arguments)
+    return loader["parameters"]["separation"]["separator"]
 
 
 def test_the_shipped_file_is_named_by_its_checksum_and_is_what_conf_loads():

@@ -73,17 +73,21 @@ class SummaryDataset(AbstractDataset[dict, dict]):
             return json.load(stream)
 
     def save(self, data: dict) -> None:
+        path = self.saved_file(data)
+        with self._fs.open(path, "w") as stream:
+            json.dump(data, stream, indent=2)
+        with self._fs.open(self._full(self._folder / LATEST), "w") as stream:
+            stream.write(PurePosixPath(path).name)
+        self._fs.invalidate_cache(self._full(self._folder))
+
+    def saved_file(self, data: dict) -> str:
+        """The file ``save(data)`` writes (the MLflow hook logs it)."""
         if "key" not in data:
             raise DatasetError(
                 f"{self._folder}: a summary without 'key' (audio and corpus) "
                 "cannot be stored"
             )
-        name = f"{store_name(str(data['key']))}.json"
-        with self._fs.open(self._full(self._folder / name), "w") as stream:
-            json.dump(data, stream, indent=2)
-        with self._fs.open(self._full(self._folder / LATEST), "w") as stream:
-            stream.write(name)
-        self._fs.invalidate_cache(self._full(self._folder))
+        return self._full(self._folder / f"{store_name(str(data['key']))}.json")
 
     def _exists(self) -> bool:
         return bool(self._files())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -46,6 +49,33 @@ def plain_copy(value: Any, where: str = "kwargs") -> Any:
     )
 
 
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def capture_init(init: _Init) -> _Init:
+    """Record a model constructor's arguments in ``self.init_kwargs``, for checkpoints.
+
+    Like :func:`demucs.states.capture_init`, but the arguments are bound to the
+    signature with the defaults filled in and stored as plain Python
+    (:func:`plain_copy`): a checkpoint names every argument, so it rebuilds the
+    same network after a default changes, and loads with ``weights_only=True``.
+
+    Raises:
+        TypeError: if an argument is not plain Python, naming it.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(list(bound.arguments.items())[1:])  # without self
+        init(self, *args, **kwargs)
+        self.init_kwargs = plain_copy(arguments, f"{type(self).__name__} kwargs")
+
+    return wrapper  # type: ignore[return-value]
+
+
 class SourceModel(nn.Module):
     """A network in three stages that fusion can cut between.
 
@@ -55,7 +85,8 @@ class SourceModel(nn.Module):
 
     Attributes:
         name: the model's name in the registry.
-        init_kwargs: the constructor's arguments as plain Python, for checkpoints.
+        init_kwargs: the constructor's arguments as plain Python, for checkpoints
+            (set by :func:`capture_init` on the subclass' ``__init__``).
     """
 
     name: str = ""

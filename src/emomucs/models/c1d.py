@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from emomucs.models.base import SourceModel, init_weights
+from emomucs.models.base import SourceModel, capture_init, init_weights
 
 
 def conv_pool_length(
@@ -157,6 +157,7 @@ class C1D(SourceModel):
 
     name = "C1D"
 
+    @capture_init
     def __init__(
         self,
         n_mels: int = 40,
@@ -170,17 +171,6 @@ class C1D(SourceModel):
         pooling: str = "flatten",
     ) -> None:
         super().__init__()
-        self.init_kwargs = {
-            "n_mels": int(n_mels),
-            "n_frames": int(n_frames),
-            "n_filters": [int(n) for n in n_filters],
-            "kernel_size": int(kernel_size),
-            "pool_size": int(pool_size),
-            "hidden_units": int(hidden_units),
-            "dropout": float(dropout),
-            "n_outputs": int(n_outputs),
-            "pooling": str(pooling),
-        }
         self.n_mels, self.n_frames = int(n_mels), int(n_frames)
         self.feature_net, self.feature_size = conv1d_body(
             self.n_mels,

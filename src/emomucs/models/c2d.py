@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from emomucs.models.base import SourceModel, init_weights
+from emomucs.models.base import SourceModel, capture_init, init_weights
 
 
 def plan_pools(
@@ -70,6 +70,7 @@ class C2D(SourceModel):
 
     name = "C2D"
 
+    @capture_init
     def __init__(
         self,
         n_mels: int = 40,
@@ -84,18 +85,6 @@ class C2D(SourceModel):
         n_outputs: int = 2,
     ) -> None:
         super().__init__()
-        self.init_kwargs = {
-            "n_mels": int(n_mels),
-            "n_frames": int(n_frames),
-            "n_filters": int(n_filters),
-            "freq_pools": [int(p) for p in freq_pools],
-            "time_pools": [int(p) for p in time_pools],
-            "reference_frames": int(reference_frames),
-            "hidden_layer": bool(hidden_layer),
-            "hidden_units": int(hidden_units),
-            "dropout": float(dropout),
-            "n_outputs": int(n_outputs),
-        }
         self.n_mels, self.n_frames = int(n_mels), int(n_frames)
         if self.n_mels < 1 or self.n_frames < 1:
             raise ValueError(

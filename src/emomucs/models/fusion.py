@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from emomucs.models.base import SourceModel, init_weights, plain_copy
+from emomucs.models.base import SourceModel, capture_init, init_weights, plain_copy
 
 FUSIONS = {
     "early": "features",
@@ -148,6 +148,7 @@ class EmoMucs(nn.Module):
 
     name = "EmoMucs"
 
+    @capture_init
     def __init__(
         self,
         source_model: str,
@@ -177,15 +178,6 @@ class EmoMucs(nn.Module):
         for source in sources:
             if not source or "." in source:
                 raise ValueError(f"EmoMucs: source name {source!r} is empty or has '.'")
-        self.init_kwargs = {
-            "source_model": str(source_model),
-            "source_kwargs": source_kwargs,
-            "sources": sources,
-            "fusion": str(fusion),
-            "dropout": float(dropout),
-            "units_per_source": int(units_per_source),
-            "n_outputs": int(n_outputs),
-        }
         self.source_model = source_model
         self.sources = sources
         self.fusion = fusion

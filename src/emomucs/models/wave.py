@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from emomucs.models.base import SourceModel, init_weights
+from emomucs.models.base import SourceModel, capture_init, init_weights
 from emomucs.models.c1d import conv1d_body, dense_head
 
 FILTERBANK_INITS = ("mel", "random")
@@ -139,6 +139,7 @@ class WaveC1D(SourceModel):
 
     name = "WaveC1D"
 
+    @capture_init
     def __init__(
         self,
         sample_rate: int = 22050,
@@ -158,23 +159,6 @@ class WaveC1D(SourceModel):
         pooling: str = "flatten",
     ) -> None:
         super().__init__()
-        self.init_kwargs = {
-            "sample_rate": int(sample_rate),
-            "n_samples": int(n_samples),
-            "n_filters": int(n_filters),
-            "kernel_size": int(kernel_size),
-            "stride": int(stride),
-            "filterbank_init": str(filterbank_init),
-            "f_min": float(f_min),
-            "f_max": None if f_max is None else float(f_max),
-            "n_filters_conv": [int(n) for n in n_filters_conv],
-            "conv_kernel_size": int(conv_kernel_size),
-            "pool_size": int(pool_size),
-            "hidden_units": int(hidden_units),
-            "dropout": float(dropout),
-            "n_outputs": int(n_outputs),
-            "pooling": str(pooling),
-        }
         self.n_samples = int(n_samples)
         padding = kernel_size // 2
         self.n_frames = (self.n_samples + 2 * padding - kernel_size) // stride + 1

@@ -14,10 +14,25 @@ from scipy import stats
 from sklearn.metrics import mean_squared_error, r2_score
 
 DIMENSIONS = ("valence", "arousal")
-METRICS = ("rmse", "r2")
+METRICS = {"rmse": "RMSE", "r2": "R²"}
+"""Metric -> its name in tables and figures; every metric is scored per dimension."""
 METRIC_COLUMNS = [f"{m}_{d}" for m in METRICS for d in DIMENSIONS]
 LOWER_IS_BETTER = frozenset(f"rmse_{d}" for d in DIMENSIONS)
 """Metrics where a smaller value is the better model."""
+
+
+def metric_name(column: str, short: bool = False) -> str:
+    """A metric column as readers see it: ``RMSE valence``, or ``RMSE V`` when
+    ``short``."""
+    metric, _, dimension = column.partition("_")
+    return f"{METRICS[metric]} {dimension[0].upper() if short else dimension}"
+
+
+def metric_title(column: str) -> str:
+    """``RMSE valence (lower is better)``."""
+    better = "lower" if column in LOWER_IS_BETTER else "higher"
+    return f"{metric_name(column)} ({better} is better)"
+
 
 SUMMARY_SCOPES = ("mean", "sd", "pooled", "pooled_sd")
 """Rows of a variant's summary: ``mean``/``sd`` over outer folds × repeats,

@@ -1,16 +1,21 @@
-"""The experiment grid: which namespaces exist and what each one reads.
+"""The experiment grid, declared once: which variants exist, what each one trains
+and how its namespace is wired.
 
-A variant's *settings* live in its namespace's parameters
-(``conf/base/parameters/experiments.yml``); this table only says how the
-namespaces are wired (which feature set, which single-source models to start
-from), because Kedro builds pipelines before it reads parameters. A test checks
-that the two agree.
+Kedro builds pipelines before it reads parameters, so the grid lives here, in code:
+the pipelines are instantiated from it (``pipeline.py``) and each variant's
+``<group>.<name>.experiment`` parameters are generated from it
+(:func:`grid_parameters`, added to the parameters by
+:class:`emomucs.config_loader.ConfigLoader`). ``conf/base/parameters/experiments.yml``
+holds the settings users tune: the networks' shared arguments and, key by key, any
+variant's own settings over the generated ones. A setting that would change the
+wiring (model, sources, fusion, strategy) is refused when the run starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from emomucs import SOURCES
 from emomucs.training.spec import FUSIONS, STRATEGIES
@@ -18,6 +23,13 @@ from emomucs.training.spec import FUSIONS, STRATEGIES
 NETWORKS = {"c1d": "C1D", "c2d": "C2D", "c2d_hidden": "C2D", "wavec1d": "WaveC1D"}
 """Namespace slug -> single-source network. ``c2d_hidden`` is C2D with the hidden
 layer mid fusion needs (this project's extension)."""
+
+SLUG_KWARGS = {"c2d_hidden": {"hidden_layer": True}}
+"""Namespace slug -> the network arguments it stands for (``model_kwargs``)."""
+
+WIRED = ("model", "source_model", "sources", "fusion", "strategy")
+"""Experiment settings that decide a variant's wiring (feature set, pretrained
+inputs): fixed by the grid, not by parameters."""
 
 REPRESENTATION = {"C1D": "log_mel", "C2D": "log_mel", "WaveC1D": "waveform"}
 
@@ -65,6 +77,26 @@ class Variant:
         if self.strategy == "full":
             return []
         return [source_variant(self.slug, s).output("cv_models") for s in self.sources]
+
+    @property
+    def experiment(self) -> dict[str, Any]:
+        """The variant's ``experiment`` parameters (ExperimentSpec's fields)."""
+        if self.fusion is None:
+            experiment: dict[str, Any] = {
+                "model": self.network,
+                "sources": list(self.sources),
+            }
+        else:
+            experiment = {
+                "model": "EmoMucs",
+                "source_model": self.network,
+                "sources": list(self.sources),
+                "fusion": self.fusion,
+                "strategy": self.strategy,
+            }
+        if self.slug in SLUG_KWARGS:
+            experiment["model_kwargs"] = dict(SLUG_KWARGS[self.slug])
+        return experiment
 
     def output(self, name: str) -> str:
         """A dataset of this variant, e.g. ``output("cv_summary")``."""
@@ -128,3 +160,22 @@ def combination_variants(
             name = f"combinations.{slug}_{'_'.join(subset)}"
             variants.append(Variant(name, slug, tuple(subset), strategy, fusion))
     return variants
+
+
+def all_variants() -> list[Variant]:
+    """The whole grid: every variant an experiment pipeline registers."""
+    return [
+        *baseline_variants(),
+        *source_variants(),
+        *(v for fusion in FUSIONS for v in emomucs_variants(fusion)),
+        *combination_variants(),
+    ]
+
+
+def grid_parameters(variants: Sequence[Variant] | None = None) -> dict[str, Any]:
+    """The grid as parameters, ``{group: {name: {"experiment": {...}}}}``."""
+    parameters: dict[str, Any] = {}
+    for variant in all_variants() if variants is None else variants:
+        group, name = variant.namespace.split(".", 1)
+        parameters.setdefault(group, {})[name] = {"experiment": variant.experiment}
+    return parameters

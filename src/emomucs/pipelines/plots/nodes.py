@@ -17,15 +17,14 @@ from matplotlib.figure import Figure
 
 from emomucs import SOURCES
 from emomucs.interpret import collect_contribution_summaries
-from emomucs.training.metrics import DIMENSIONS, METRIC_COLUMNS, attention_column
+from emomucs.training.metrics import (
+    DIMENSIONS,
+    LOWER_IS_BETTER,
+    METRIC_COLUMNS,
+    attention_column,
+    metric_name,
+)
 
-METRIC_NAMES = {
-    "rmse_valence": "RMSE valence",
-    "rmse_arousal": "RMSE arousal",
-    "r2_valence": "R² valence",
-    "r2_arousal": "R² arousal",
-}
-LOWER_IS_BETTER = {"rmse_valence", "rmse_arousal"}
 QUADRANTS = {
     (1, 1): "excited, happy",
     (-1, 1): "tense, angry",
@@ -324,7 +323,7 @@ def plot_results_heatmap(
                 fontsize="small",
                 color="white" if dark else "black",
             )
-    ax.set_xticks(range(len(METRIC_COLUMNS)), [METRIC_NAMES[m] for m in METRIC_COLUMNS])
+    ax.set_xticks(range(len(METRIC_COLUMNS)), [metric_name(m) for m in METRIC_COLUMNS])
     ax.xaxis.tick_top()
     names = [
         v if v == lab else f"{v}  ({lab})"

@@ -25,7 +25,7 @@ from emomucs.datasets.summary_dataset import store_name
 from emomucs.fingerprints import corpus_fingerprint
 from emomucs.training import FeatureSet
 from emomucs.training.folds import TEST, fingerprint_folds
-from emomucs.training.metrics import DIMENSIONS, summarise_folds
+from emomucs.training.metrics import DIMENSIONS, METRICS, summarise_folds
 
 logger = logging.getLogger(__name__)
 
@@ -235,13 +235,12 @@ def score_reference(
                 table[["scope", "outer_fold", "n_tracks"]].assign(
                     input_set=name,
                     dimension=dimension,
-                    rmse=table[f"rmse_{dimension}"],
-                    r2=table[f"r2_{dimension}"],
+                    **{m: table[f"{m}_{dimension}"] for m in METRICS},
                 )
             )
     scores = pd.concat(scores, ignore_index=True)
     columns = ["input_set", "dimension", "scope", "outer_fold", "n_tracks"]
-    columns += ["rmse", "r2"]
+    columns += list(METRICS)
     order = ["input_set", "outer_fold", "musicId", *DIMENSIONS]
     order += [f"{d}_pred" for d in DIMENSIONS]
     return scores[columns], predictions[order]

@@ -29,21 +29,14 @@ from emomucs.training.metrics import (
     DIMENSIONS,
     LOWER_IS_BETTER,
     METRIC_COLUMNS,
+    SUMMARY_SCOPES,
     compare_folds,
+    metric_name,
+    metric_title,
 )
 
-METRIC_TITLES = {
-    "rmse_valence": "RMSE valence (lower is better)",
-    "rmse_arousal": "RMSE arousal (lower is better)",
-    "r2_valence": "R² valence (higher is better)",
-    "r2_arousal": "R² arousal (higher is better)",
-}
-SHORT_NAMES = {
-    "rmse_valence": "RMSE V",
-    "rmse_arousal": "RMSE A",
-    "r2_valence": "R² V",
-    "r2_arousal": "R² A",
-}
+METRIC_TITLES = {m: metric_title(m) for m in METRIC_COLUMNS}
+SHORT_NAMES = {m: metric_name(m, short=True) for m in METRIC_COLUMNS}
 FUSION_COLUMNS = ("early", "mid", "late")
 EXTENSION_COLUMNS = ("attention",)
 """Fusions this project adds (the poster's future work): a column of the paper's
@@ -76,7 +69,7 @@ PAPER_RESULTS = pd.DataFrame(
 """The ISMIR 2020 poster's numbers (PMEmo, nested CV); full and finetune were
 published as worse than freeze without numbers, and C2D has no mid fusion there."""
 
-SCOPES = ("mean", "sd", "pooled", "pooled_sd")
+SCOPES = SUMMARY_SCOPES
 RESULT_COLUMNS = [
     "variant",
     "key",
