@@ -27,7 +27,6 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from emomucs import SOURCES
 from emomucs.audio import AudioError, AudioSet, fix_length, load_audio
 from emomucs.interpret import silence_features
 from emomucs.models import from_checkpoint
@@ -258,7 +257,7 @@ class Predictor:
             data = AudioSet(
                 int(options["sample_rate"]),
                 stems,
-                SOURCES,
+                self.separator.stem_names,
                 {"separator": self.separator.identity},
             )
         compute = (

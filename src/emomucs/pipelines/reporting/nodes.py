@@ -81,6 +81,8 @@ RESULT_COLUMNS = [
     "fusion",
     "strategy",
     "model_kwargs",
+    "per_source",
+    "representation",
     "corpus",
     "n_tracks",
     "n_outer_folds",
@@ -247,6 +249,9 @@ def _summary_row(entry: Entry, differs: str) -> dict[str, Any]:
         "fusion": experiment.get("fusion"),
         "strategy": experiment.get("strategy", "full"),
         "model_kwargs": str(experiment.get("model_kwargs") or ""),
+        # beyond the paper: a network per source, features other than log-mel
+        "per_source": str(experiment.get("per_source") or ""),
+        "representation": _representation(entry),
         "corpus": entry.corpus,
         "n_tracks": summary["n_tracks"],
         "n_outer_folds": summary["n_outer_folds"],
@@ -281,12 +286,19 @@ def tabulate_rows(entries: list[Entry]) -> pd.DataFrame:
 # Paired differences --------------------------------------------------------------
 
 
-def _is_baseline_of(candidate: Entry, network: str) -> bool:
+def _representation(entry: Entry) -> str:
+    return entry.summary.get("inputs", {}).get("representation", "log_mel")
+
+
+def _is_baseline_of(candidate: Entry, network: str, representation: str) -> bool:
+    """A mix model of ``network`` with its default arguments, on the same features
+    (a chroma EmoMucs is compared with C1D-M on chroma)."""
     experiment = candidate.summary["experiment"]
     return (
         experiment["model"] == network
         and list(experiment["sources"]) == ["mix"]
         and not experiment.get("model_kwargs")
+        and _representation(candidate) == representation
     )
 
 
@@ -305,8 +317,11 @@ def _difference_row(entry: Entry, entries: list[Entry]) -> dict[str, Any]:
         "n_pairs": 0,
         "test_train_ratio": np.nan,
     }
+    representation = _representation(entry)
     candidates = [
-        e for e in entries if e.corpus == entry.corpus and _is_baseline_of(e, network)
+        e
+        for e in entries
+        if e.corpus == entry.corpus and _is_baseline_of(e, network, representation)
     ]
     if entry.corpus == UNKNOWN_CORPUS or "per_fold" not in entry.summary:
         return row | {"status": "older summary without per-fold scores; rerun it"}
@@ -388,6 +403,10 @@ def _differs(row: pd.Series) -> str:
 
 def _grid_key(row: pd.Series) -> tuple[str, str, str] | None:
     """(row model, row strategy, column) of a variant in the paper's layout."""
+    if isinstance(row.get("per_source"), str) and row["per_source"]:
+        return None  # not the paper's architecture
+    if row.get("representation", "log_mel") not in ("log_mel", "waveform"):
+        return None  # not the paper's features
     if row["model"] != "EmoMucs":
         if row["sources"] == "mix" and not row.get("model_kwargs"):
             return (f"{row['model']}-M", "", "mix")
