@@ -228,9 +228,9 @@ def extension_variants() -> list[Variant]:
 
 
 def twins() -> list[Variant]:
-    """What the extensions are compared with, on the same folds: C1D-M and
-    EmoMucs-C1D late full, on log-mel of the main separator's stems."""
-    wanted = ("baselines.c1d", "emomucs_late.c1d_full")
+    """What the extensions are compared with, on the same folds (:data:`TWINS`):
+    C1D-M and EmoMucs-C1D late full, on log-mel of the main separator's stems."""
+    wanted = set(TWINS.values())
     grid = [*baseline_variants(), *emomucs_variants("late")]
     return [v for v in grid if v.namespace in wanted]
 
@@ -253,3 +253,20 @@ def grid_parameters(variants: Sequence[Variant] | None = None) -> dict[str, Any]
         group, name = variant.namespace.split(".", 1)
         parameters.setdefault(group, {})[name] = {"experiment": variant.experiment}
     return parameters
+
+
+TWINS = {
+    "source_specific.late_full": "emomucs_late.c1d_full",
+    "emomucs_hpss.c1d_late_full": "emomucs_late.c1d_full",
+    **{
+        f"harmonic.c1d_{representation}": "baselines.c1d"
+        for representation in HARMONIC_REPRESENTATIONS
+    },
+    **{
+        f"harmonic.c1d_{representation}_late_full": "emomucs_late.c1d_full"
+        for representation in HARMONIC_REPRESENTATIONS
+    },
+}
+"""Variant beyond the paper -> its twin: the same model with the paper's choice
+where it departs (C1D for every stem, Demucs' stems, log-mel); the results table
+gives their paired differences."""
