@@ -55,13 +55,21 @@ def test_each_source_gets_its_own_network_and_the_parts_line_up(fusion):
     assert torch.allclose(rebuilt(x), model(x))
 
 
-def test_uniform_variants_keep_their_checkpoint_kwargs_and_cache_keys():
-    """A variant without per_source builds and describes itself as before."""
+def test_uniform_variants_build_and_describe_themselves_as_before():
+    """A variant without per_source builds one network for all; its spec's dict
+    (cache keys, fingerprints) has no new field."""
     spec = ExperimentSpec.from_params(
         {"model": "EmoMucs", "source_model": "C1D", "sources": STEMS, "fusion": "late"},
         NETWORKS,
     )
-    assert "source_networks" not in spec.build(SHAPE).init_kwargs
+    model = spec.build(SHAPE)
+    assert model.init_kwargs["source_networks"] is None
+    assert {type(net).__name__ for net in model.source_nets.values()} == {"C1D"}
+    # a checkpoint written before source_networks existed rebuilds the same model
+    checkpoint = to_checkpoint(model)
+    del checkpoint["kwargs"]["source_networks"]
+    x = torch.randn(2, 4, *SHAPE.values())
+    assert torch.allclose(from_checkpoint(checkpoint)(x), model.eval()(x))
     assert not {"per_source", "representation"} & set(spec.to_dict())
     assert "[" not in spec.label
 
@@ -89,9 +97,12 @@ def test_schema_accepts_per_source_and_rejects_misspellings():
         ),
     ]
     for per_source, message in wrong:
-        bad = {**entry, "per_source": per_source}
-        with pytest.raises(SettingsError, match=message):
-            validate_parameters({"source_specific": {"late_full": {"experiment": bad}}})
+        # the whole experiment, or only the setting over the grid's (as conf has it)
+        for bad in ({**entry, "per_source": per_source}, {"per_source": per_source}):
+            with pytest.raises(SettingsError, match=message):
+                validate_parameters(
+                    {"source_specific": {"late_full": {"experiment": bad}}}
+                )
 
 
 def test_spec_refuses_what_cannot_train():
