@@ -51,6 +51,8 @@ def _run(pipe, table, mix, stems):
         "clips": mix,
         "oracle_clip_stems": AudioSet(SAMPLE_RATE, {}),
         "cv_summaries": {},
+        "reference_summaries": {},
+        "corpus_contributions": {},
     }
     data.update(_param_inputs(params))
     outputs = {d: KeptDataset() for d in pipe.all_outputs()}
