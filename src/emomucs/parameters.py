@@ -103,10 +103,28 @@ class LogMel(_Group):
     top_db: float | None = None
 
 
+class Chroma(_Group):
+    n_chroma: int | None = None
+    bins_per_octave: int | None = None
+    n_octaves: int | None = None
+    fmin_note: str | None = None
+    hop_length: int | None = None
+
+
+class ConstantQ(_Group):
+    n_bins: int | None = None
+    bins_per_octave: int | None = None
+    fmin_note: str | None = None
+    hop_length: int | None = None
+    top_db: float | None = None
+
+
 class Features(_Group):
     sample_rate: int | None = None
     length_tolerance_s: float | None = None
     log_mel: LogMel | None = None
+    chroma: Chroma | None = None
+    cqt: ConstantQ | None = None
 
 
 class Plots(_Group):
@@ -166,10 +184,18 @@ class SyntheticCorpus(_Group):
 
 
 class Separator(_Group):
-    kind: Literal["local", "pretrained", "oracle"] | None = None
+    kind: Literal["local", "pretrained", "callable", "oracle"] | None = None
     name: str | None = None
     repo: str | None = None
     allow_download: bool | None = None
+    target: str | None = None
+    options: dict[str, Any] | None = None
+
+
+class OtherSeparator(_Group):
+    """A separator namespace beside ``separation`` (e.g. ``hpss``)."""
+
+    separator: Separator | None = None
 
 
 def _groups() -> dict[str, type]:
@@ -203,7 +229,10 @@ def _groups() -> dict[str, type]:
         ),
         evaluation=(apply | None, None),
     )
+    from emomucs.pipelines.separation.pipeline import OTHER_SEPARATORS
+
     return {
+        **dict.fromkeys(OTHER_SEPARATORS, OtherSeparator),
         "clipping": Clipping,
         "contributions": Contributions,
         "cv": Folds,
@@ -222,9 +251,47 @@ def _groups() -> dict[str, type]:
 
 
 def _experiment_model() -> type:
-    from emomucs.training.spec import ExperimentSpec
+    from emomucs.training.spec import DERIVED, READS, ExperimentSpec
 
-    return _from_dataclass("Experiment", ExperimentSpec, exclude=("network_kwargs",))
+    networks = Literal[tuple(READS)]  # type: ignore[valid-type]
+    per_source = create_model(
+        "PerSource",
+        __config__=FORBID,
+        source_model=(networks | None, None),
+        model_kwargs=(dict[str, Any] | None, None),
+    )
+    representations = sorted({r for reads in READS.values() for r in reads})
+    base = _from_dataclass("ExperimentFields", ExperimentSpec, exclude=DERIVED)
+    return create_model(
+        "Experiment",
+        __base__=base,
+        per_source=(dict[str, per_source] | None, None),
+        representation=(Literal[tuple(representations)] | None, None),  # type: ignore[valid-type]
+    )
+
+
+def _check_network_kwargs(experiment: Mapping[str, Any], where: str) -> None:
+    """The variant's own network arguments (``model_kwargs``, and each
+    ``per_source`` entry's) against their network's constructor."""
+    from emomucs.models import MODEL_REGISTRY
+
+    default = experiment.get("source_model") or experiment.get("model")
+    checks = [(default, experiment.get("model_kwargs"), f"{where}.model_kwargs")]
+    for source, given in (experiment.get("per_source") or {}).items():
+        entry = given or {}
+        checks.append(
+            (
+                entry.get("source_model") or default,
+                entry.get("model_kwargs"),
+                f"{where}.per_source.{source}.model_kwargs",
+            )
+        )
+    for network, kwargs, at in checks:
+        if network not in MODEL_REGISTRY or network == "EmoMucs" or not kwargs:
+            continue
+        model = _from_signature(f"Network{network}", MODEL_REGISTRY[network])
+        if model is not None:
+            _check(model, kwargs, at)
 
 
 def _variants() -> dict[str, dict[str, Any]]:
@@ -251,6 +318,19 @@ def _fail(where: str, key: str, valid: list[str]) -> SettingsError:
     return SettingsError(f"{name} is not {what}{hint}")
 
 
+def _model_in(annotation: Any) -> type[BaseModel]:
+    """The pydantic model inside an annotation (``M | None``, ``dict[str, M]``)."""
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        if issubclass(annotation, BaseModel):
+            return annotation
+    for argument in typing.get_args(annotation):
+        try:
+            return _model_in(argument)
+        except LookupError:
+            continue
+    raise LookupError(f"no settings model in {annotation!r}")
+
+
 def _check(model: type[BaseModel], values: Any, where: str) -> None:
     """Validate ``values`` against ``model``; raise a SettingsError naming the first
     unknown key (with its closest valid name) or wrong value."""
@@ -265,12 +345,8 @@ def _check(model: type[BaseModel], values: Any, where: str) -> None:
         if problem["type"] == "extra_forbidden":
             nested: Any = model
             for part in location[:-1]:
-                annotation = nested.model_fields[part].annotation
-                nested = next(
-                    a
-                    for a in typing.get_args(annotation) or (annotation,)
-                    if isinstance(a, type) and issubclass(a, BaseModel)
-                )
+                if part in nested.model_fields:  # else a key of a dict of models
+                    nested = _model_in(nested.model_fields[part].annotation)
             raise _fail(path, location[-1], list(nested.model_fields)) from None
         raise SettingsError(
             f"{'.'.join([where, *location])}: {problem['msg']} "
@@ -305,8 +381,11 @@ def _check_experiments(
         if unknown:
             raise _fail(f"{group}.{name}", unknown[0], ["experiment"])
         settings = entry.get("experiment") or {}
-        _check(experiment, settings, f"{group}.{name}.experiment")
-        _check_wiring(f"{group}.{name}.experiment", settings, variants[name])
+        where = f"{group}.{name}.experiment"
+        _check(experiment, settings, where)
+        _check_wiring(where, settings, variants[name])
+        # the arguments against the networks they go to, the grid's merged in
+        _check_network_kwargs({**variants[name].experiment, **settings}, where)
 
 
 def _check_wiring(where: str, settings: Mapping[str, Any], variant: Any) -> None:
@@ -317,7 +396,10 @@ def _check_wiring(where: str, settings: Mapping[str, Any], variant: Any) -> None
 
     fields = ExperimentSpec.__dataclass_fields__
     declared = {
-        **{key: fields[key].default for key in ("source_model", "fusion", "strategy")},
+        **{
+            key: fields[key].default
+            for key in ("source_model", "fusion", "strategy", "representation")
+        },
         **variant.experiment,
     }
     for key in WIRED:

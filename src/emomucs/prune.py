@@ -11,7 +11,8 @@ What goes:
 - versions of every versioned artifact under ``data/`` older than the newest
   ``--keep`` (Kedro writes ``<name>/<timestamp>/<name>``);
 - entries of the stems cache (``separation.cache_dir``) written by another separator
-  than the one of the newest ``stems`` version (or ``--separator``), entries of an
+  than the one of the newest ``stems`` version (or ``--separator``) and those of the
+  newest stems of each separator beside it (``hpss.stems``), entries of an
   older cache format (``*.npy``) and temporary files a killed run left behind.
 
 Identical versions are hard links to one file, so the bytes freed count a file only
@@ -90,12 +91,16 @@ def current_separator(stems_path: Path) -> str | None:
     return stems.attrs.get("separator")
 
 
-def stale_cache_entries(cache_dir: Path, separator: str | None) -> list[Deletion]:
+def stale_cache_entries(
+    cache_dir: Path, separator: str | None, also_keep: Iterable[str] = ()
+) -> list[Deletion]:
     """Cache entries no run with ``separator`` will read back.
 
     With ``separator`` None (no stems saved yet), only old-format entries and
-    temporaries are listed.
+    temporaries are listed. ``also_keep``: identities of the separators beside the
+    main one (e.g. the harmonic–percussive split's newest ``hpss.stems``).
     """
+    kept = {separator, *also_keep}
     if not cache_dir.is_dir():
         return []
     deletions = []
@@ -108,7 +113,7 @@ def stale_cache_entries(cache_dir: Path, separator: str | None) -> list[Deletion
             deletions.append(Deletion(entry, "older cache format (float32 .npy)"))
         elif entry.suffix == ENTRY_SUFFIX and separator is not None:
             written_by = StemsCache.separator_of(entry)
-            if written_by != separator:
+            if written_by not in kept:
                 deletions.append(
                     Deletion(entry, f"written by another separator: {written_by}")
                 )
@@ -168,6 +173,19 @@ def _stems_settings(project: Path, env: str | None) -> tuple[Path | None, Path]:
     return (project / cache_dir if cache_dir else None), project / stems
 
 
+def _other_separators(project: Path, stems_path: Path) -> list[str]:
+    """Identities of the newest stems of each separator beside the main one
+    (``<namespace>.stems``, next to ``stems``), so their cache entries stay."""
+    from emomucs.pipelines.separation.pipeline import OTHER_SEPARATORS
+
+    found = []
+    for namespace in OTHER_SEPARATORS:
+        identity = current_separator(stems_path.parent / namespace / stems_path.name)
+        if identity is not None:
+            found.append(identity)
+    return found
+
+
 def _human(size: int) -> str:
     value = float(size)
     for unit in ("B", "kB", "MB", "GB"):
@@ -200,7 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     separator = args.separator or current_separator(stems_path)
     deletions = old_versions(project / "data", args.keep)
     if cache_dir is not None:
-        deletions += stale_cache_entries(cache_dir, separator)
+        deletions += stale_cache_entries(
+            cache_dir, separator, _other_separators(project, stems_path)
+        )
     for deletion in deletions:
         shown = deletion.path.relative_to(project)
         print(f"{_human(size_of(deletion.path)):>10}  {shown}  ({deletion.reason})")  # noqa: T201

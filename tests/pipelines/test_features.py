@@ -19,6 +19,20 @@ OPTIONS = {
     "sample_rate": 22050,
     "length_tolerance_s": 0.1,
     "log_mel": {"n_mels": 40, "n_fft": 1024, "hop_length": 512, "top_db": 80.0},
+    "cqt": {
+        "n_bins": 84,
+        "bins_per_octave": 12,
+        "fmin_note": "C1",
+        "hop_length": 512,
+        "top_db": 80.0,
+    },
+    "chroma": {
+        "n_chroma": 12,
+        "bins_per_octave": 36,
+        "n_octaves": 7,
+        "fmin_note": "C1",
+        "hop_length": 512,
+    },
 }
 
 
@@ -99,6 +113,10 @@ def test_pipeline_runs_on_an_in_memory_catalog():
     assert shapes == {
         "mix_log_mel": (2, 1, 40, 87),
         "stems_log_mel": (2, 4, 40, 87),
+        "mix_chroma": (2, 1, 12, 87),
+        "stems_chroma": (2, 4, 12, 87),
+        "mix_cqt": (2, 1, 84, 87),
+        "stems_cqt": (2, 4, 84, 87),
         "mix_waveform": (2, 1, 44100),
         "stems_waveform": (2, 4, 44100),
     }

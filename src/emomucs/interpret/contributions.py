@@ -35,6 +35,7 @@ outer folds) and ``pooled`` (all outer folds' test tracks as one set); each repe
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -126,21 +127,25 @@ def silence_features(features: FeatureSet) -> torch.Tensor:
     """One source's input for a digitally silent clip, through the feature code.
 
     Returns:
-        ``values.shape[2:]``: zeros for a waveform; for a log-mel what
-        :func:`emomucs.pipelines.features.nodes.log_mel` makes of a clip of zeros
-        of the same length (0 dB everywhere, see the module docstring).
+        ``values.shape[2:]``: zeros for a waveform; for a spectral representation
+        what its function (:data:`emomucs.pipelines.features.nodes.SPECTRAL`)
+        makes of a clip of zeros of the same length (a log-mel or constant-Q:
+        0 dB everywhere, see the module docstring; a chromagram: zeros).
     """
     shape = tuple(features["values"].shape[2:])
     if features["representation"] == "waveform":
         return torch.zeros(shape)
     # Imported here: the feature stage imports the training package this one uses.
-    from emomucs.pipelines.features.nodes import log_mel
+    from emomucs.pipelines.features.nodes import SPECTRAL
 
+    compute = SPECTRAL[features["representation"]]
     settings = features["settings"]
-    options = {k: settings[k] for k in ("n_mels", "n_fft", "hop_length", "top_db")}
+    options = {
+        k: settings[k] for k in inspect.signature(compute).parameters if k in settings
+    }
     n_samples = (shape[-1] - 1) * int(options["hop_length"])  # librosa, centred
     silent = np.zeros((1, n_samples), dtype=np.float32)
-    values = log_mel(silent, int(features["sample_rate"]), **options)[0]
+    values = compute(silent, int(features["sample_rate"]), **options)[0]
     if values.shape != shape:
         raise ValueError(
             f"silence features have shape {values.shape}, the features {shape}"
@@ -234,7 +239,9 @@ def _ablate_parts(
     on the ablated input (a test checks it), at a fraction of the cost.
     """
     fused = predict(model, standardise(x_test), size, forward=model.fuse)
-    part = fused.shape[1] // len(model.sources)
+    # each source's columns: source networks of different kinds give parts of
+    # different sizes
+    slices = list(model.part_slices().values())
 
     def head(x: torch.Tensor) -> np.ndarray:
         return predict(model, x, size, forward=model.head).numpy()
@@ -242,7 +249,7 @@ def _ablate_parts(
     def with_parts(replacement: torch.Tensor, absent: list[int]) -> np.ndarray:
         x = fused.clone()
         for i in absent:
-            x[:, i * part : (i + 1) * part] = replacement[i * part : (i + 1) * part]
+            x[:, slices[i]] = replacement[slices[i]]
         return head(x)
 
     ablated = {}

@@ -23,6 +23,25 @@ convolutional features where it has none (C2D's hidden layer is the identity).
 """
 
 
+def _own_networks(
+    source_networks: Mapping[str, Mapping[str, Any]] | None, sources: list[str]
+) -> dict[str, dict[str, Any]]:
+    """``source_networks`` as plain values, checked against ``sources``."""
+    own = plain_copy(dict(source_networks or {}), "source_networks")
+    unknown = sorted(set(own) - set(sources))
+    if unknown:
+        raise ValueError(
+            f"EmoMucs: source_networks names {unknown}, not among {sources}"
+        )
+    for source, entry in own.items():
+        if set(entry) != {"model", "kwargs"} or entry["model"] == EmoMucs.name:
+            raise ValueError(
+                f"EmoMucs: source_networks.{source} must be {{model: <a "
+                f"single-source network>, kwargs: {{...}}}}, got {entry}"
+            )
+    return own
+
+
 class AttentionHead(nn.Module):
     """Attention over sources, one softmax per output dimension.
 
@@ -44,12 +63,13 @@ class AttentionHead(nn.Module):
     counts in the model's (a source's effect is its weight times its prediction:
     a weighted source that predicts near 0 moves the result little).
 
-    Input: the concatenated source parts ``(batch, n_sources * part_size)``, as
+    Input: the concatenated source parts ``(batch, sum of part sizes)``, as
     :meth:`EmoMucs.fuse` gives them, so the freeze shortcut trains this head alone.
 
     Args:
         n_sources: sources fused.
-        part_size: size of each source's part.
+        part_size: size of each source's part, or one size per source (source
+            networks of different kinds or arguments).
         embedding_size: size of each source's embedding (and of the scoring
             network's hidden layer).
         n_outputs: predicted values, each with its own weights over sources.
@@ -59,19 +79,26 @@ class AttentionHead(nn.Module):
     def __init__(
         self,
         n_sources: int,
-        part_size: int,
+        part_size: int | Sequence[int],
         embedding_size: int,
         n_outputs: int,
         dropout: float,
     ) -> None:
         super().__init__()
         self.n_sources = int(n_sources)
-        self.part_size = int(part_size)
+        if isinstance(part_size, int):
+            part_size = [part_size] * self.n_sources
+        self.part_sizes = [int(size) for size in part_size]
+        if len(self.part_sizes) != self.n_sources:
+            raise ValueError(
+                f"AttentionHead: {len(self.part_sizes)} part sizes for "
+                f"{self.n_sources} sources"
+            )
         self.project = nn.ModuleList(
             nn.Sequential(
-                nn.Dropout(dropout), nn.Linear(part_size, embedding_size), nn.Tanh()
+                nn.Dropout(dropout), nn.Linear(size, embedding_size), nn.Tanh()
             )
-            for _ in range(n_sources)
+            for size in self.part_sizes
         )
         self.score = nn.Sequential(
             nn.Linear(embedding_size, embedding_size),
@@ -84,15 +111,16 @@ class AttentionHead(nn.Module):
     def embed_and_weigh(self, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings ``(batch, n_sources, embedding_size)`` and weights
         ``(batch, n_outputs, n_sources)``, each row summing to 1."""
-        expected = self.n_sources * self.part_size
+        expected = sum(self.part_sizes)
         if fused.ndim != 2 or fused.shape[1] != expected:
             raise ValueError(
                 f"AttentionHead: expected fused parts (batch, {expected}), "
                 f"got {tuple(fused.shape)}"
             )
-        parts = fused.view(len(fused), self.n_sources, self.part_size)
+        parts = torch.split(fused, self.part_sizes, dim=1)
         embeddings = torch.stack(
-            [project(parts[:, i]) for i, project in enumerate(self.project)], dim=1
+            [project(part) for part, project in zip(parts, self.project, strict=True)],
+            dim=1,
         )
         weights = torch.softmax(self.score(embeddings), dim=1).transpose(1, 2)
         return embeddings, weights
@@ -113,7 +141,12 @@ class AttentionHead(nn.Module):
 
 
 class EmoMucs(nn.Module):
-    """Source networks of one kind, their parts concatenated into a fusion head.
+    """Source networks, their parts concatenated into a fusion head.
+
+    Every source runs ``source_model`` with ``source_kwargs`` unless
+    ``source_networks`` gives it a network of its own (another kind, e.g. C2D for
+    the vocals and C1D for the drums, or other arguments): the sources need not be
+    alike, only read inputs of one shape (C1D and C2D both read log-mels).
 
     Input ``(batch, n_sources, ...)``: source ``i`` goes to ``sources[i]``'s network,
     so ``(batch, n_sources, n_mels, frames)`` for C1D/C2D and ``(batch, n_sources,
@@ -138,6 +171,9 @@ class EmoMucs(nn.Module):
         units_per_source: head hidden units per source; for attention, the size of
             each source's embedding.
         n_outputs: predicted values.
+        source_networks: source → ``{"model": name, "kwargs": {...}}`` for the
+            sources whose network differs from ``source_model``/``source_kwargs``
+            (the kwargs are complete, not merged with ``source_kwargs``).
 
     Raises:
         ValueError: on an unknown fusion or model, no or repeated sources, or
@@ -158,6 +194,7 @@ class EmoMucs(nn.Module):
         dropout: float = 0.3,
         units_per_source: int = 32,
         n_outputs: int = 2,
+        source_networks: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         # Imported here: the registry imports this module.
         from emomucs.models.registry import build_model
@@ -178,31 +215,46 @@ class EmoMucs(nn.Module):
         for source in sources:
             if not source or "." in source:
                 raise ValueError(f"EmoMucs: source name {source!r} is empty or has '.'")
+        own = _own_networks(source_networks, sources)
         self.source_model = source_model
         self.sources = sources
         self.fusion = fusion
         self.cut = FUSIONS[fusion]
+        self.source_networks = {
+            s: own.get(s, {"model": source_model, "kwargs": source_kwargs})
+            for s in sources
+        }
         self.source_nets = nn.ModuleDict(
-            {s: build_model(source_model, **source_kwargs) for s in sources}
+            {
+                s: build_model(net["model"], **net["kwargs"])
+                for s, net in self.source_networks.items()
+            }
         )
-        first = self.source_nets[sources[0]]
-        if not isinstance(first, SourceModel):
-            raise ValueError(f"EmoMucs: {source_model} is not a single-source model")
-        if fusion == "mid" and not first.has_hidden_layer:
-            raise ValueError(
-                f"EmoMucs: mid fusion needs a hidden layer in each source network, "
-                f"and {source_model} with {source_kwargs} has none "
-                "(for C2D set source_kwargs hidden_layer: true)"
-            )
-        part_size = {
-            "features": first.feature_size,
-            "hidden": first.hidden_size,
-            "output": first.n_outputs,
-        }[self.cut]
-        self.fused_size = part_size * len(sources)
+        for source, net in self.source_nets.items():
+            described = self.source_networks[source]
+            if not isinstance(net, SourceModel):
+                raise ValueError(
+                    f"EmoMucs: {described['model']} ({source}) is not a "
+                    "single-source model"
+                )
+            if fusion == "mid" and not net.has_hidden_layer:
+                raise ValueError(
+                    f"EmoMucs: mid fusion needs a hidden layer in each source "
+                    f"network, and {described['model']} ({source}) with "
+                    f"{described['kwargs']} has none (for C2D set hidden_layer: true)"
+                )
+        self.part_sizes = [
+            {
+                "features": net.feature_size,
+                "hidden": net.hidden_size,
+                "output": net.n_outputs,
+            }[self.cut]
+            for net in self.source_nets.values()
+        ]
+        self.fused_size = sum(self.part_sizes)
         if fusion == "attention":
             self.head = AttentionHead(
-                len(sources), part_size, int(units_per_source), n_outputs, dropout
+                len(sources), self.part_sizes, int(units_per_source), n_outputs, dropout
             )
         else:
             head_units = int(units_per_source) * len(sources)
@@ -216,6 +268,14 @@ class EmoMucs(nn.Module):
         self.head.apply(init_weights)
         self.n_outputs = int(n_outputs)
         self._sources_frozen = False
+
+    def part_slices(self) -> dict[str, slice]:
+        """Each source's columns in :meth:`fuse`'s output (sizes may differ)."""
+        slices, start = {}, 0
+        for source, size in zip(self.sources, self.part_sizes, strict=True):
+            slices[source] = slice(start, start + size)
+            start += size
+        return slices
 
     def _source_part(self, net: SourceModel, x: torch.Tensor) -> torch.Tensor:
         f = net.features(x)
@@ -279,10 +339,11 @@ class EmoMucs(nn.Module):
             net = self.source_nets[source]
             state = states[source]
             if {"model", "kwargs", "state"} <= set(state):
-                if state["model"] != self.source_model:
+                wanted = self.source_networks[source]["model"]
+                if state["model"] != wanted:
                     raise ValueError(
                         f"source {source!r}: checkpoint is a {state['model']}, "
-                        f"this EmoMucs uses {self.source_model}"
+                        f"this EmoMucs uses {wanted}"
                     )
                 if plain_copy(state["kwargs"]) != net.init_kwargs:
                     raise ValueError(
@@ -294,7 +355,8 @@ class EmoMucs(nn.Module):
                 net.load_state_dict(state)
             except RuntimeError as err:
                 raise ValueError(
-                    f"source {source!r}: state does not fit {self.source_model} "
+                    f"source {source!r}: state does not fit "
+                    f"{self.source_networks[source]['model']} "
                     f"with {net.init_kwargs}: {err}"
                 ) from err
 

@@ -19,7 +19,7 @@ from emomucs.audio import LazyAudio, fix_length, resample, set_channels
 from emomucs.device import resolve_device
 from emomucs.progress import quiet_progress
 from emomucs.separation.cache import StemsCache, audio_digest, environment
-from emomucs.separation.separators import LoadedSeparator
+from emomucs.separation.separators import CallableSeparator, LoadedSeparator
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,28 @@ def separate_batch(
     ]
 
 
+def separate_with_callable(
+    separator: CallableSeparator,
+    clips: list[np.ndarray],
+    music_ids: list[int],
+    sample_rate: int,
+    output_rate: int,
+) -> list[np.ndarray]:
+    """Separate clips one by one with a plain function (:class:`CallableSeparator`).
+
+    Returns:
+        One ``(stems, 1, samples)`` float32 array per clip: mono stems in the
+        separator's order, at ``output_rate``, as long as the clip at that rate.
+    """
+    results = []
+    for music_id, clip in zip(music_ids, clips, strict=True):
+        stems = separator.separate(clip, sample_rate, f"track {music_id}")
+        target = round(clip.shape[-1] * output_rate / sample_rate)
+        mono = stems.mean(axis=1, keepdims=True)
+        results.append(fix_length(resample(mono, sample_rate, output_rate), target))
+    return results
+
+
 def _batches(pending: list[int], lengths: Mapping[int, int], size: int):
     """Batches of at most ``size`` equally long clips, shortest clips first."""
     batch: list[int] = []
@@ -197,7 +219,7 @@ def _log_stale_entries(
 def separate_tracks(
     clips: Mapping[int, np.ndarray],
     sample_rate: int,
-    separator: LoadedSeparator,
+    separator: LoadedSeparator | CallableSeparator,
     output_rate: int,
     options: ApplyOptions,
     cache: StemsCache,
@@ -215,7 +237,9 @@ def separate_tracks(
         clips: ``musicId -> (channels, samples)`` at ``sample_rate`` (a dict or a
             LazyAudio).
         sample_rate: Rate of the clips.
-        separator: The loaded model and its identity.
+        separator: The loaded model and its identity, or a plain function
+            (:class:`CallableSeparator`; ``options`` other than ``batch_size``
+            do not apply to it).
         output_rate: Rate of the stems.
         options: How to apply the model.
         cache: Where finished tracks are kept; a disabled cache recomputes all and
@@ -224,7 +248,8 @@ def separate_tracks(
         progress: Show a tqdm bar (tracks/s); it stays quiet off a terminal and in CI.
 
     Returns:
-        ``musicId -> (4, 1, samples)`` float32 stems at ``output_rate``.
+        ``musicId -> (stems, 1, samples)`` float32 stems at ``output_rate``, in
+        ``separator.stem_names`` order.
     """
     config = {**options.cache_config(), "output_rate": int(output_rate)}
     if options.shifts:
@@ -266,14 +291,23 @@ def separate_tracks(
         for batch in _batches(pending, lengths, size):
             batch_seed = seed * 1_000_003 + batch[0]
             try:
-                results = separate_batch(
-                    separator.model,
-                    [clips[music_id] for music_id in batch],
-                    sample_rate,
-                    output_rate,
-                    options,
-                    seed=batch_seed,
-                )
+                if isinstance(separator, CallableSeparator):
+                    results = separate_with_callable(
+                        separator,
+                        [clips[music_id] for music_id in batch],
+                        batch,
+                        sample_rate,
+                        output_rate,
+                    )
+                else:
+                    results = separate_batch(
+                        separator.model,
+                        [clips[music_id] for music_id in batch],
+                        sample_rate,
+                        output_rate,
+                        options,
+                        seed=batch_seed,
+                    )
             except Exception as error:
                 raise RuntimeError(
                     f"tracks {batch}: separation with {separator.identity} failed: {error}"

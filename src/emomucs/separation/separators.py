@@ -1,4 +1,5 @@
-"""Choosing and loading a separator: a pretrained Demucs, a local Demucs repo, or oracle.
+"""Choosing and loading a separator: a pretrained Demucs, a local Demucs repo, any
+object named by an import path (a Demucs-like model or a plain function), or oracle.
 
 A separator is named by parameters (:class:`SeparatorSpec`) and has an *identity*: a
 string that changes whenever its weights change, used to key cached stems and recorded
@@ -11,19 +12,30 @@ only load repos you trust, such as the one ``separator_training`` writes.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
+import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("local", "pretrained", "oracle")
+KINDS = ("local", "pretrained", "callable", "oracle")
+
+DEMUCS_INTERFACE = ("samplerate", "audio_channels", "sources")
+"""Attributes of a Demucs model (``demucs.apply.apply_model`` runs anything with
+them that maps ``(batch, channels, samples)`` to ``(batch, sources, channels,
+samples)``)."""
 
 _HOW_TO_CHOOSE = (
     "Other options: the compact local separator (separation.separator.kind: local, "
@@ -49,17 +61,31 @@ class SeparatorSpec:
         allow_download: Whether a pretrained model missing from the local caches may be
             downloaded. Off by default so an offline run fails at once instead of
             waiting on the network.
+        target: ``package.module:attribute``, for ``callable``: a plain function
+            ``(audio, sample_rate) -> {source: audio}``, or a model with Demucs'
+            interface (:data:`DEMUCS_INTERFACE`), or a class that builds one
+            (see :func:`load_callable`).
+        options: Keyword arguments for ``target`` (a function gets them on every
+            call, a class when it is built).
     """
 
     kind: str = "local"
     name: str | None = None
     repo: str | None = None
     allow_download: bool = False
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"separator kind {self.kind!r} is not one of {KINDS}")
-        if self.kind != "oracle" and not self.name:
+        if self.kind == "callable":
+            if not self.target or ":" not in self.target:
+                raise ValueError(
+                    "a callable separator needs target: package.module:attribute, "
+                    f"got {self.target!r}"
+                )
+        elif self.kind != "oracle" and not self.name:
             raise ValueError(f"a {self.kind} separator needs a name")
         if self.kind == "local" and not self.repo:
             raise ValueError("a local separator needs a repo folder")
@@ -67,11 +93,11 @@ class SeparatorSpec:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SeparatorSpec:
         """Build from the ``separation.separator`` parameters."""
-        known = {"kind", "name", "repo", "allow_download"}
+        known = {"kind", "name", "repo", "allow_download", "target", "options"}
         unknown = set(options) - known
         if unknown:
             raise ValueError(f"unknown separator options {sorted(unknown)}")
-        return cls(**options)
+        return cls(**{**options, "options": dict(options.get("options") or {})})
 
 
 @dataclass
@@ -93,19 +119,161 @@ class LoadedSeparator:
     def sources(self) -> tuple[str, ...]:
         return tuple(self.model.sources)
 
+    @property
+    def stem_names(self) -> tuple[str, ...]:
+        """The stems it gives: Demucs' sources are mapped to the four of
+        :data:`emomucs.SOURCES` (:func:`~emomucs.separation.separate.source_matrix`)."""
+        from emomucs import SOURCES
 
-def load_separator(spec: SeparatorSpec) -> LoadedSeparator:
-    """Load the Demucs model a spec names (oracle needs no model and is refused here).
+        return SOURCES
+
+
+SeparateFunction = Callable[[np.ndarray, int], Mapping[str, np.ndarray]]
+
+
+@dataclass
+class CallableSeparator:
+    """A plain function ``(audio, sample_rate) -> {source: audio}`` as a separator.
+
+    ``audio`` is one clip, ``(channels, samples)`` float32 at ``sample_rate``; each
+    returned stem is ``(samples,)`` or ``(channels, samples)`` at the same rate and
+    length (they are down-mixed to mono and resampled after). The stems are named
+    by the dict's keys, in its order, the same for every clip.
+
+    Attributes:
+        function: The function, its ``options`` bound.
+        identity: ``callable:<target>:<digest>``; the digest covers the source file
+            of the function's module and the options, so changing either gives new
+            stems (and new cache keys).
+        stem_names: The names of its stems, in order.
+    """
+
+    function: SeparateFunction
+    identity: str
+    stem_names: tuple[str, ...]
+
+    def separate(self, clip: np.ndarray, sample_rate: int, where: str) -> np.ndarray:
+        """``(sources, channels, samples)`` float32 stems of one clip."""
+        result = self.function(np.asarray(clip, dtype=np.float32), int(sample_rate))
+        if not isinstance(result, Mapping) or tuple(result) != self.stem_names:
+            got = list(result) if isinstance(result, Mapping) else type(result)
+            raise ValueError(
+                f"{where}: the separator returned {got}, expected a dict of "
+                f"{list(self.stem_names)}"
+            )
+        stems = []
+        for name, given in result.items():
+            stem = np.asarray(given, dtype=np.float32)
+            stem = stem[None] if stem.ndim == 1 else stem
+            if stem.ndim != 2 or stem.shape[-1] != clip.shape[-1]:
+                raise ValueError(
+                    f"{where}: stem {name!r} has shape {stem.shape}, expected "
+                    f"(channels, {clip.shape[-1]}) like the clip"
+                )
+            stems.append(stem)
+        channels = max(stem.shape[0] for stem in stems)
+        return np.stack([np.broadcast_to(s, (channels, s.shape[-1])) for s in stems])
+
+
+def load_separator(spec: SeparatorSpec) -> LoadedSeparator | CallableSeparator:
+    """Load the separator a spec names (oracle needs no model and is refused here).
 
     Raises:
-        SeparatorUnavailableError: The repo, model or weights are missing, with what to
-            do about it.
+        SeparatorUnavailableError: The repo, model, weights or target are missing,
+            with what to do about it.
     """
     if spec.kind == "local":
         return _load_local(Path(spec.repo), spec.name)
     if spec.kind == "pretrained":
         return _load_pretrained(spec.name, spec.allow_download)
+    if spec.kind == "callable":
+        return load_callable(spec.target, spec.options)
     raise ValueError("the oracle separator has no model to load")
+
+
+# --- anything named by an import path ----------------------------------------------
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as error:
+        raise SeparatorUnavailableError(
+            f"separator target {target!r} cannot be imported ({error}); it must be "
+            "package.module:attribute on the Python path"
+        ) from error
+    return value
+
+
+def _code_digest(value: Any, options: Mapping[str, Any]) -> str:
+    """sha256 of the source file defining ``value`` and of the options."""
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    try:
+        digest.update(Path(inspect.getsourcefile(inspect.unwrap(value))).read_bytes())
+    except (TypeError, OSError):  # a builtin or an object without a source file
+        digest.update(repr(value).encode())
+    return digest.hexdigest()[:16]
+
+
+def _has_demucs_interface(value: Any) -> bool:
+    return isinstance(value, nn.Module) and all(
+        hasattr(value, name) for name in DEMUCS_INTERFACE
+    )
+
+
+def load_callable(
+    target: str, options: Mapping[str, Any] | None = None
+) -> LoadedSeparator | CallableSeparator:
+    """The separator ``target`` names, by what it is.
+
+    - a torch module with Demucs' interface (:data:`DEMUCS_INTERFACE`): applied
+      like a Demucs model (``apply_model``, the apply options, stems mapped to the
+      four sources);
+    - a class: built with ``options``, then it must be such a module;
+    - any other callable: a plain function ``(audio, sample_rate) -> {source:
+      audio}`` (:class:`CallableSeparator`), called with ``options`` as keywords.
+      Its stem names come from its ``sources`` attribute, or from one call on a
+      second of silence.
+
+    Raises:
+        SeparatorUnavailableError: Not importable, or not one of the above.
+    """
+    options = dict(options or {})
+    value = _resolve(target)
+    digest = _code_digest(value, options)
+    if isinstance(value, type):
+        value = value(**options)
+        if not _has_demucs_interface(value):
+            raise SeparatorUnavailableError(
+                f"separator target {target!r} is a class, but what it builds is not a "
+                f"torch module with {list(DEMUCS_INTERFACE)}"
+            )
+    if _has_demucs_interface(value):
+        state = hashlib.sha256()
+        for key, tensor in value.state_dict().items():
+            state.update(key.encode())
+            state.update(tensor.detach().cpu().numpy().tobytes())
+        identity = f"callable:{target}:{digest}{state.hexdigest()[:8]}"
+        return LoadedSeparator(model=value.eval(), identity=identity)
+    if not callable(value):
+        raise SeparatorUnavailableError(
+            f"separator target {target!r} is a {type(value).__name__}: expected a "
+            "function (audio, sample_rate) -> {source: audio} or a Demucs-like model"
+        )
+    function = partial(value, **options) if options else value
+    names = getattr(value, "sources", None)
+    if names is None:
+        rate = 8000
+        names = tuple(function(np.zeros((1, rate), dtype=np.float32), rate))
+    names = tuple(str(name) for name in names)
+    if not names or len(set(names)) != len(names):
+        raise SeparatorUnavailableError(
+            f"separator target {target!r} names no or repeated stems: {list(names)}"
+        )
+    return CallableSeparator(function, f"callable:{target}:{digest}", names)
 
 
 # --- local repos ---------------------------------------------------------------------

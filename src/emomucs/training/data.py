@@ -2,10 +2,11 @@
 
 A feature set is a plain dict (so ``torch.load(weights_only=True)`` reads it back):
 
-- ``representation``: ``"log_mel"`` or ``"waveform"``;
+- ``representation``: ``"log_mel"``, ``"chroma"``, ``"cqt"`` or ``"waveform"``;
 - ``sources``: names of axis 1 (``["mix"]`` for the mix, the stems otherwise);
 - ``music_ids``: ``(tracks,)`` int64 tensor;
-- ``values``: float32 tensor, ``(tracks, sources, n_mels, frames)`` for log-mels,
+- ``values``: float32 tensor, ``(tracks, sources, bands, frames)`` for log-mels,
+  chroma and constant-Q (bands: mel bands, pitch classes, CQT bins),
   ``(tracks, sources, samples)`` for waveforms;
 - ``sample_rate``: of the audio the features come from, Hz;
 - ``settings``: the options that made them (plain values).
@@ -22,7 +23,7 @@ import torch
 
 from emomucs.training.metrics import DIMENSIONS
 
-REPRESENTATIONS = {"log_mel": 4, "waveform": 3}
+REPRESENTATIONS = {"log_mel": 4, "chroma": 4, "cqt": 4, "waveform": 3}
 """Representation name -> ``values.ndim``."""
 
 
@@ -87,7 +88,8 @@ def describe_inputs(features: FeatureSet) -> dict[str, Any]:
 def input_kwargs(features: FeatureSet) -> dict[str, int]:
     """The shape arguments a single-source model needs for these features."""
     values = features["values"]
-    if features["representation"] == "log_mel":
+    if features["representation"] != "waveform":
+        # C1D and C2D call any spectrogram's bands n_mels
         return {"n_mels": int(values.shape[-2]), "n_frames": int(values.shape[-1])}
     return {
         "sample_rate": int(features["sample_rate"]),

@@ -34,9 +34,6 @@ from emomucs.training.spec import ExperimentSpec
 
 log = logging.getLogger(__name__)
 
-REPRESENTATION_OF = {"C1D": "log_mel", "C2D": "log_mel", "WaveC1D": "waveform"}
-"""Which feature set each single-source network reads."""
-
 
 @dataclass(frozen=True)
 class CVOptions:
@@ -168,11 +165,10 @@ def _check_inputs(
     """Raise ``ValueError`` when features or pretrained models do not fit ``spec``."""
     name = spec.label
     validate_features(features, name)
-    wanted = REPRESENTATION_OF[spec.network]
+    wanted = spec.input_representation
     if features["representation"] != wanted:
         raise ValueError(
-            f"{name}: {spec.network} reads {wanted} features, "
-            f"got {features['representation']}"
+            f"{name}: reads {wanted} features, got {features['representation']}"
         )
     if not spec.pretrained:
         return
@@ -184,10 +180,11 @@ def _check_inputs(
         )
     for source in spec.sources:
         experiment = pretrained[source]["experiment"]
+        network, kwargs = spec.network_of(source), spec.kwargs_of(source, {})
         if (
-            experiment["model"] != spec.source_model
+            experiment["model"] != network
             or experiment["sources"] != [source]
-            or spec.source_kwargs({})
+            or kwargs
             != {
                 **experiment["network_kwargs"],
                 **experiment["model_kwargs"],
@@ -195,8 +192,8 @@ def _check_inputs(
         ):
             raise ValueError(
                 f"{name}: the pretrained models given for {source!r} are "
-                f"{pretrained[source]['label']}, not {spec.source_model} ({source}) "
-                f"with arguments {spec.source_kwargs({})}"
+                f"{pretrained[source]['label']}, not {network} ({source}) "
+                f"with arguments {kwargs}"
             )
         if pretrained[source]["folds"] != folds_id:
             raise ValueError(

@@ -19,6 +19,10 @@ from collections.abc import Iterable, Sequence
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from emomucs.pipelines.features import create_pipeline as create_features_pipeline
+from emomucs.pipelines.separation import (
+    OTHER_SEPARATORS,
+    create_other_separator_pipeline,
+)
 
 from .nodes import (
     assign_cv_folds,
@@ -33,8 +37,12 @@ from .variants import (
     baseline_variants,
     combination_variants,
     emomucs_variants,
+    harmonic_variants,
+    hpss_variants,
+    source_specific_variants,
     source_variant,
     source_variants,
+    twins,
 )
 
 SHARED_INPUTS = ("track_table", "cv_folds")
@@ -143,9 +151,14 @@ def with_upstream(variants: Iterable[Variant]) -> Pipeline:
             wanted.setdefault(upstream.namespace, upstream)
         wanted.setdefault(variant.namespace, variant)
     features = {variant.features for variant in wanted.values()}
+    # other separators' stems and features come with the sets that read them
+    feature_stages = sum(
+        (create_other_separator_pipeline(n) for n in OTHER_SEPARATORS),
+        create_features_pipeline(),
+    )
     return (
         create_folds_pipeline()
-        + create_features_pipeline().only_nodes_with_outputs(*sorted(features))
+        + feature_stages.to_outputs(*sorted(features))
         + Pipeline([instantiate(v) for v in wanted.values()])
     )
 
@@ -175,11 +188,22 @@ def create_combinations_pipeline(
 
 
 def create_pipelines() -> dict[str, Pipeline]:
-    """Every experiment pipeline by its registry name."""
+    """Every experiment pipeline by its registry name.
+
+    ``source_specific``, ``emomucs_hpss`` and ``harmonic`` (beyond the paper) each
+    run their variants beside their twins (:func:`~.variants.twins`: C1D-M and
+    EmoMucs-C1D late full on log-mel of the main separator's stems), so one run
+    compares them on the same folds.
+    """
     pipelines = {f"emomucs_{f}": create_emomucs_pipeline(f) for f in FUSIONS}
     pipelines["baselines"] = create_baselines_pipeline()
     pipelines["sources"] = create_sources_pipeline()
     pipelines["combinations"] = create_combinations_pipeline()
+    pipelines["source_specific"] = with_upstream(
+        [*source_specific_variants(), *twins()]
+    )
+    pipelines["emomucs_hpss"] = with_upstream([*hpss_variants(), *twins()])
+    pipelines["harmonic"] = with_upstream([*harmonic_variants(), *twins()])
     return pipelines
 
 

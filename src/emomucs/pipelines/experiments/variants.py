@@ -27,7 +27,7 @@ layer mid fusion needs (this project's extension)."""
 SLUG_KWARGS = {"c2d_hidden": {"hidden_layer": True}}
 """Namespace slug -> the network arguments it stands for (``model_kwargs``)."""
 
-WIRED = ("model", "source_model", "sources", "fusion", "strategy")
+WIRED = ("model", "source_model", "sources", "fusion", "strategy", "representation")
 """Experiment settings that decide a variant's wiring (feature set, pretrained
 inputs): fixed by the grid, not by parameters."""
 
@@ -53,6 +53,9 @@ class Variant:
         sources: ``("mix",)`` or stems, in the model's input order.
         strategy: ``full``, ``finetune`` or ``freeze``.
         fusion: EmoMucs fusion, None for single-input models.
+        representation: The features it reads; None: its network's default.
+        stems: The stems dataset it reads: ``stems`` (the main separator's) or
+            another separator's, e.g. ``hpss.stems``.
     """
 
     namespace: str
@@ -60,6 +63,8 @@ class Variant:
     sources: tuple[str, ...]
     strategy: str = "full"
     fusion: str | None = None
+    representation: str | None = None
+    stems: str = "stems"
 
     @property
     def network(self) -> str:
@@ -68,8 +73,8 @@ class Variant:
     @property
     def features(self) -> str:
         """The feature set this variant reads."""
-        audio = "mix" if self.sources == ("mix",) else "stems"
-        return f"{audio}_{REPRESENTATION[self.network]}"
+        audio = "mix" if self.sources == ("mix",) else self.stems
+        return f"{audio}_{self.representation or REPRESENTATION[self.network]}"
 
     @property
     def pretrained(self) -> list[str]:
@@ -96,6 +101,8 @@ class Variant:
             }
         if self.slug in SLUG_KWARGS:
             experiment["model_kwargs"] = dict(SLUG_KWARGS[self.slug])
+        if self.representation is not None:
+            experiment["representation"] = self.representation
         return experiment
 
     def output(self, name: str) -> str:
@@ -162,6 +169,72 @@ def combination_variants(
     return variants
 
 
+HARMONIC_REPRESENTATIONS = ("chroma", "cqt")
+"""The harmonic front ends beside log-mel (this project's extension)."""
+
+
+def source_specific_variants() -> list[Variant]:
+    """EmoMucs with a network per source: which network each source gets is a
+    setting (``per_source`` in ``conf/base/parameters/experiments.yml``), not
+    wiring, as long as the strategy is ``full``."""
+    return [
+        Variant("source_specific.late_full", "c1d", SOURCES, "full", "late"),
+    ]
+
+
+def hpss_variants() -> list[Variant]:
+    """EmoMucs on the harmonic–percussive split (drums, harmonic)."""
+    return [
+        Variant(
+            "emomucs_hpss.c1d_late_full",
+            "c1d",
+            ("drums", "harmonic"),
+            "full",
+            "late",
+            stems="hpss.stems",
+        ),
+    ]
+
+
+def harmonic_variants() -> list[Variant]:
+    """C1D-M and EmoMucs-C1D late full on chroma and constant-Q."""
+    return [
+        variant
+        for representation in HARMONIC_REPRESENTATIONS
+        for variant in (
+            Variant(
+                f"harmonic.c1d_{representation}",
+                "c1d",
+                ("mix",),
+                representation=representation,
+            ),
+            Variant(
+                f"harmonic.c1d_{representation}_late_full",
+                "c1d",
+                SOURCES,
+                "full",
+                "late",
+                representation=representation,
+            ),
+        )
+    ]
+
+
+def extension_variants() -> list[Variant]:
+    """Beyond the paper: source-specific networks, the harmonic–percussive split
+    and the harmonic front ends (each compared with its log-mel, Demucs-stems,
+    uniform twin; :func:`twins`)."""
+    return [*source_specific_variants(), *hpss_variants(), *harmonic_variants()]
+
+
+def twins() -> list[Variant]:
+    """What the extensions are compared with, on the same folds (:data:`TWINS`):
+    C1D-M and EmoMucs-C1D late full, on log-mel of the main separator's stems."""
+    wanted = set(TWINS.values())
+    grid = [*baseline_variants(), *emomucs_variants("late")]
+    return [v for v in grid if v.namespace in wanted]
+
+
 def all_variants() -> list[Variant]:
     """The whole grid: every variant an experiment pipeline registers."""
     return [
@@ -169,6 +242,7 @@ def all_variants() -> list[Variant]:
         *source_variants(),
         *(v for fusion in FUSIONS for v in emomucs_variants(fusion)),
         *combination_variants(),
+        *extension_variants(),
     ]
 
 
@@ -179,3 +253,20 @@ def grid_parameters(variants: Sequence[Variant] | None = None) -> dict[str, Any]
         group, name = variant.namespace.split(".", 1)
         parameters.setdefault(group, {})[name] = {"experiment": variant.experiment}
     return parameters
+
+
+TWINS = {
+    "source_specific.late_full": "emomucs_late.c1d_full",
+    "emomucs_hpss.c1d_late_full": "emomucs_late.c1d_full",
+    **{
+        f"harmonic.c1d_{representation}": "baselines.c1d"
+        for representation in HARMONIC_REPRESENTATIONS
+    },
+    **{
+        f"harmonic.c1d_{representation}_late_full": "emomucs_late.c1d_full"
+        for representation in HARMONIC_REPRESENTATIONS
+    },
+}
+"""Variant beyond the paper -> its twin: the same model with the paper's choice
+where it departs (C1D for every stem, Demucs' stems, log-mel); the results table
+gives their paired differences."""

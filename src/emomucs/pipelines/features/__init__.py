@@ -1,5 +1,6 @@
-"""Features: log-mel spectrograms and waveforms of the mix and the stems."""
+"""Features: log-mel spectrograms, chroma, constant-Q and waveforms of the mix and
+the stems."""
 
-from .pipeline import create_pipeline
+from .pipeline import create_pipeline, create_stems_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["create_pipeline", "create_stems_pipeline"]

@@ -1,6 +1,7 @@
-"""Features: log-mel spectrograms and mono waveforms of the mix and of each stem.
+"""Features: log-mel spectrograms, harmonic front ends (chroma, constant-Q) and mono
+waveforms of the mix and of each stem.
 
-Both representations come out as one feature set per input (see
+Every representation comes out as one feature set per input (see
 :mod:`emomucs.training.data`): a ``(tracks, sources, ...)`` tensor with the track
 ids and the settings that made it. No statistics are fitted here: any
 standardisation is fitted inside training, on each split's training part only.
@@ -144,6 +145,116 @@ def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
 
 
+def _constant_q_magnitude(
+    audio: np.ndarray,
+    sample_rate: int,
+    n_bins: int,
+    bins_per_octave: int,
+    fmin_note: str,
+    hop_length: int,
+) -> np.ndarray:
+    return np.abs(
+        librosa.cqt(
+            audio,
+            sr=sample_rate,
+            hop_length=hop_length,
+            fmin=librosa.note_to_hz(fmin_note),
+            n_bins=n_bins,
+            bins_per_octave=bins_per_octave,
+        )
+    )
+
+
+def constant_q(
+    audio: np.ndarray,
+    sample_rate: int,
+    n_bins: int,
+    bins_per_octave: int,
+    fmin_note: str,
+    hop_length: int,
+    top_db: float,
+) -> np.ndarray:
+    """Constant-Q power spectrograms in dB relative to each signal's maximum,
+    floored ``top_db`` below it (as :func:`log_mel`): one bin per semitone by
+    default, where 40 mel bands put several semitones in one band.
+
+    Args:
+        audio: Mono signals ``(sources, samples)``.
+
+    Returns:
+        ``(sources, n_bins, 1 + samples // hop_length)`` float32 in ``[-top_db, 0]``.
+    """
+    power = (
+        _constant_q_magnitude(
+            audio, sample_rate, n_bins, bins_per_octave, fmin_note, hop_length
+        )
+        ** 2
+    )
+    return np.stack([librosa.power_to_db(p, ref=np.max, top_db=top_db) for p in power])
+
+
+def chroma(
+    audio: np.ndarray,
+    sample_rate: int,
+    n_chroma: int,
+    bins_per_octave: int,
+    n_octaves: int,
+    fmin_note: str,
+    hop_length: int,
+) -> np.ndarray:
+    """Chromagrams: the constant-Q spectrum folded onto pitch classes, each frame
+    scaled to its largest class (librosa's ``chroma_cqt``), so key and chords show
+    whatever the octave and loudness.
+
+    Args:
+        audio: Mono signals ``(sources, samples)``.
+
+    Returns:
+        ``(sources, n_chroma, 1 + samples // hop_length)`` float32 in ``[0, 1]``;
+        silent frames are 0.
+    """
+    magnitude = _constant_q_magnitude(
+        audio,
+        sample_rate,
+        n_octaves * bins_per_octave,
+        bins_per_octave,
+        fmin_note,
+        hop_length,
+    )
+    return librosa.feature.chroma_cqt(
+        C=magnitude,
+        sr=sample_rate,
+        hop_length=hop_length,
+        fmin=librosa.note_to_hz(fmin_note),
+        n_chroma=n_chroma,
+        bins_per_octave=bins_per_octave,
+    ).astype(np.float32)
+
+
+SPECTRAL = {"log_mel": log_mel, "chroma": chroma, "cqt": constant_q}
+"""Representation -> the function computing it for one track's mono sources
+``(sources, samples)``, called with the representation's settings."""
+
+
+def _spectral_features(
+    audio: AudioSet, options: dict[str, Any], representation: str
+) -> FeatureSet:
+    what = "stems" if audio.sources else "mix"
+    block = options[representation]
+    settings = {key: block[key] for key in sorted(block)}
+    rate = int(options["sample_rate"])
+    compute = SPECTRAL[representation]
+    values = None
+    for row, (_, track) in enumerate(
+        _mono_tracks(audio, options, what, representation.replace("_", "-"))
+    ):
+        spectrogram = compute(track, rate, **settings)
+        if values is None:
+            values = np.empty((len(audio), *spectrogram.shape), dtype=np.float32)
+        values[row] = spectrogram
+    return _feature_set(audio, representation, audio.music_ids, values, rate, settings)
+
+
 def compute_log_mel(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
     """Log-mel spectrograms of every track and source.
 
@@ -156,16 +267,36 @@ def compute_log_mel(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
         A ``log_mel`` feature set, ``(tracks, sources, n_mels, frames)``; 862 frames
         for 20 s at 22,050 Hz with hop 512.
     """
-    what = "stems" if audio.sources else "mix"
-    settings = {key: options["log_mel"][key] for key in sorted(options["log_mel"])}
-    rate = int(options["sample_rate"])
-    values = None
-    for row, (_, track) in enumerate(_mono_tracks(audio, options, what, "log-mel")):
-        spectrogram = log_mel(track, rate, **settings)
-        if values is None:
-            values = np.empty((len(audio), *spectrogram.shape), dtype=np.float32)
-        values[row] = spectrogram
-    return _feature_set(audio, "log_mel", audio.music_ids, values, rate, settings)
+    return _spectral_features(audio, options, "log_mel")
+
+
+def compute_chroma(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
+    """Chromagrams of every track and source (:func:`chroma`).
+
+    Args:
+        audio: The mix (clips) or the stems, keyed by musicId.
+        options: ``sample_rate``, ``length_tolerance_s`` and ``chroma``
+            (``n_chroma``, ``bins_per_octave``, ``n_octaves``, ``fmin_note``,
+            ``hop_length``).
+
+    Returns:
+        A ``chroma`` feature set, ``(tracks, sources, n_chroma, frames)``.
+    """
+    return _spectral_features(audio, options, "chroma")
+
+
+def compute_constant_q(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:
+    """Constant-Q spectrograms in dB of every track and source (:func:`constant_q`).
+
+    Args:
+        audio: The mix (clips) or the stems, keyed by musicId.
+        options: ``sample_rate``, ``length_tolerance_s`` and ``cqt`` (``n_bins``,
+            ``bins_per_octave``, ``fmin_note``, ``hop_length``, ``top_db``).
+
+    Returns:
+        A ``cqt`` feature set, ``(tracks, sources, n_bins, frames)``.
+    """
+    return _spectral_features(audio, options, "cqt")
 
 
 def collect_waveforms(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:

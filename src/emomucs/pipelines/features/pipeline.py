@@ -1,39 +1,47 @@
-"""Features: the mix and the stems → log-mel spectrograms and mono waveforms."""
+"""Features: the mix and the stems → log-mel spectrograms, chromagrams, constant-Q
+spectrograms and mono waveforms."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import collect_waveforms, compute_log_mel
+from .nodes import (
+    collect_waveforms,
+    compute_chroma,
+    compute_constant_q,
+    compute_log_mel,
+)
 
-FEATURE_SETS = ("mix_log_mel", "stems_log_mel", "mix_waveform", "stems_waveform")
+COMPUTE = {
+    "log_mel": (compute_log_mel, "compute_{audio}_log_mel"),
+    "chroma": (compute_chroma, "compute_{audio}_chroma"),
+    "cqt": (compute_constant_q, "compute_{audio}_cqt"),
+    "waveform": (collect_waveforms, "collect_{audio}_waveforms"),
+}
+"""Representation -> its node function and node name."""
+
+FEATURE_SETS = tuple(
+    f"{audio}_{representation}"
+    for representation in COMPUTE
+    for audio in ("mix", "stems")
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """All four feature sets; experiments take the nodes of the sets they read."""
+    """Every feature set of the mix and the stems; experiments take the nodes of
+    the sets they read."""
     return Pipeline(
         [
             Node(
-                compute_log_mel,
-                ["mix", "params:features"],
-                "mix_log_mel",
-                name="compute_mix_log_mel",
-            ),
-            Node(
-                compute_log_mel,
-                ["stems", "params:features"],
-                "stems_log_mel",
-                name="compute_stems_log_mel",
-            ),
-            Node(
-                collect_waveforms,
-                ["mix", "params:features"],
-                "mix_waveform",
-                name="collect_mix_waveforms",
-            ),
-            Node(
-                collect_waveforms,
-                ["stems", "params:features"],
-                "stems_waveform",
-                name="collect_stems_waveforms",
-            ),
+                function,
+                [audio, "params:features"],
+                f"{audio}_{representation}",
+                name=name.format(audio=audio),
+            )
+            for representation, (function, name) in COMPUTE.items()
+            for audio in ("mix", "stems")
         ]
     )
+
+
+def create_stems_pipeline() -> Pipeline:
+    """The feature sets of the stems alone (for another separator's namespace)."""
+    return create_pipeline().only_nodes_with_inputs("stems")

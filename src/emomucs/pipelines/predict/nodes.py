@@ -16,6 +16,7 @@ same numbers.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,17 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from emomucs import SOURCES
 from emomucs.audio import AudioError, AudioSet, fix_length, load_audio
 from emomucs.interpret import silence_features
-from emomucs.models import from_checkpoint
+from emomucs.models import EmoMucs, from_checkpoint
 from emomucs.pipelines.clipping.nodes import _conform
-from emomucs.pipelines.features.nodes import collect_waveforms, compute_log_mel
+from emomucs.pipelines.features.nodes import (
+    SPECTRAL,
+    collect_waveforms,
+    compute_chroma,
+    compute_constant_q,
+    compute_log_mel,
+)
 from emomucs.progress import progress as bar
 from emomucs.separation import (
     ApplyOptions,
@@ -53,6 +59,15 @@ EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg")
 
 MEAN_WINDOW = "mean"
 """``window`` of the row that averages a file's windows."""
+
+
+FEATURE_FUNCTIONS = {
+    "log_mel": compute_log_mel,
+    "chroma": compute_chroma,
+    "cqt": compute_constant_q,
+    "waveform": collect_waveforms,
+}
+"""Representation -> the features stage's function computing it."""
 
 
 class PredictError(RuntimeError):
@@ -126,7 +141,7 @@ class Predictor:
         models: ``(label, model, standardiser)`` per selected model, label
             ``r<repeat>o<outer>``.
         sources: The inputs the models take, in order.
-        representation: ``log_mel`` or ``waveform``.
+        representation: ``log_mel``, ``chroma``, ``cqt`` or ``waveform``.
         feature_options: The features stage's options the variant was trained with.
         shape: The model input's shape arguments (``n_frames`` or ``n_samples``).
         separator: The loaded separator, or None for a mix-only variant.
@@ -225,10 +240,12 @@ class Predictor:
         for a feature set of windows."""
         ids = features["music_ids"].tolist()
         x = select_inputs(features, self.sources, ids, "new audio")
-        outputs = [
-            predict(model, standardiser(x), batch_size=16).numpy()
-            for _, model, standardiser in self.models
-        ]
+        outputs = []
+        for _, model, standardiser in self.models:
+            inputs = standardiser(x)
+            if not isinstance(model, EmoMucs):  # one source: (batch, ...) as trained
+                inputs = inputs[:, 0]
+            outputs.append(predict(model, inputs, batch_size=16).numpy())
         return np.stack(outputs)
 
     def features_of(self, audio: np.ndarray, rate: int, starts: list[int]) -> dict:
@@ -258,13 +275,10 @@ class Predictor:
             data = AudioSet(
                 int(options["sample_rate"]),
                 stems,
-                SOURCES,
+                self.separator.stem_names,
                 {"separator": self.separator.identity},
             )
-        compute = (
-            compute_log_mel if self.representation == "log_mel" else collect_waveforms
-        )
-        features = compute(data, options)
+        features = FEATURE_FUNCTIONS[self.representation](data, options)
         got = features["values"].shape[-1]
         wanted = self.shape.get("n_frames", self.shape.get("n_samples"))
         if got != wanted:
@@ -369,7 +383,7 @@ def build_predictor(
     audio = str(inputs["audio"])
     settings = dict(inputs["features"])
     representation = str(inputs["representation"])
-    shape_keys = ("n_frames", "n_mels") if representation == "log_mel" else ()
+    shape_keys = ("n_frames", "n_mels") if representation in SPECTRAL else ()
     shape = {
         k: int(settings.pop(k)) for k in (*shape_keys, "n_samples") if k in settings
     }
@@ -381,6 +395,11 @@ def build_predictor(
         feature_options["log_mel"] = {
             "n_mels": shape["n_mels"],
             **{k: settings[k] for k in ("n_fft", "hop_length", "top_db")},
+        }
+    elif representation in SPECTRAL:  # chroma, constant-Q: their settings as recorded
+        wanted = inspect.signature(SPECTRAL[representation]).parameters
+        feature_options[representation] = {
+            k: v for k, v in settings.items() if k in wanted
         }
     separator = None
     if audio != "mix":

@@ -25,6 +25,7 @@ from scipy import stats
 
 from emomucs import SOURCES
 from emomucs.interpret import collect_contribution_summaries, summary_ranking
+from emomucs.pipelines.experiments.variants import TWINS
 from emomucs.training.metrics import (
     DIMENSIONS,
     LOWER_IS_BETTER,
@@ -81,6 +82,8 @@ RESULT_COLUMNS = [
     "fusion",
     "strategy",
     "model_kwargs",
+    "per_source",
+    "representation",
     "corpus",
     "n_tracks",
     "n_outer_folds",
@@ -101,8 +104,10 @@ DIFFERENCE_COLUMNS = [
     "label",
     "audio",
     "corpus",
+    "comparison",
     "baseline",
     "baseline_label",
+    "baseline_audio",
     "status",
     "n_pairs",
     "test_train_ratio",
@@ -122,7 +127,9 @@ DIFFERENCE_COLUMNS = [
     ],
 ]
 """Columns of ``results_differences``, one row per EmoMucs variant × audio ×
-corpus: variant − baseline per metric, paired by (repeat, outer fold), with the
+corpus (``comparison``: ``mix baseline``), and one per variant beyond the paper ×
+audio × its twin's audio (``twin``): variant − baseline (or twin) per metric,
+paired by (repeat, outer fold), with the
 Nadeau–Bengio corrected 95 % interval (``ci_low``/``ci_high``), the plain t
 interval for comparison (``*_naive``), the corrected p-value and whether the
 corrected interval excludes 0. ``status`` is ``ok`` or why there is no number."""
@@ -247,6 +254,9 @@ def _summary_row(entry: Entry, differs: str) -> dict[str, Any]:
         "fusion": experiment.get("fusion"),
         "strategy": experiment.get("strategy", "full"),
         "model_kwargs": str(experiment.get("model_kwargs") or ""),
+        # beyond the paper: a network per source, features other than log-mel
+        "per_source": str(experiment.get("per_source") or ""),
+        "representation": _representation(entry),
         "corpus": entry.corpus,
         "n_tracks": summary["n_tracks"],
         "n_outer_folds": summary["n_outer_folds"],
@@ -281,39 +291,70 @@ def tabulate_rows(entries: list[Entry]) -> pd.DataFrame:
 # Paired differences --------------------------------------------------------------
 
 
-def _is_baseline_of(candidate: Entry, network: str) -> bool:
+def _representation(entry: Entry) -> str:
+    return entry.summary.get("inputs", {}).get("representation", "log_mel")
+
+
+def _is_baseline_of(candidate: Entry, network: str, representation: str) -> bool:
+    """A mix model of ``network`` with its default arguments, on the same features
+    (a chroma EmoMucs is compared with C1D-M on chroma)."""
     experiment = candidate.summary["experiment"]
     return (
         experiment["model"] == network
         and list(experiment["sources"]) == ["mix"]
         and not experiment.get("model_kwargs")
+        and _representation(candidate) == representation
     )
+
+
+def _row_of(entry: Entry, comparison: str, other_label: str) -> dict[str, Any]:
+    return {
+        "variant": entry.variant,
+        "key": entry.key,
+        "label": entry.summary["label"],
+        "audio": entry.summary.get("inputs", {}).get("audio", "unknown"),
+        "corpus": entry.corpus,
+        "comparison": comparison,
+        "baseline": None,
+        "baseline_label": other_label,
+        "baseline_audio": None,
+        "n_pairs": 0,
+        "test_train_ratio": np.nan,
+    }
 
 
 def _difference_row(entry: Entry, entries: list[Entry]) -> dict[str, Any]:
     """``entry`` minus the mix baseline of its network, on the same corpus."""
     experiment = entry.summary["experiment"]
     network = experiment["source_model"]
-    row: dict[str, Any] = {
-        "variant": entry.variant,
-        "key": entry.key,
-        "label": entry.summary["label"],
-        "audio": entry.summary.get("inputs", {}).get("audio", "unknown"),
-        "corpus": entry.corpus,
-        "baseline": None,
-        "baseline_label": f"{network}-M",
-        "n_pairs": 0,
-        "test_train_ratio": np.nan,
-    }
+    row = _row_of(entry, "mix baseline", f"{network}-M")
+    representation = _representation(entry)
     candidates = [
-        e for e in entries if e.corpus == entry.corpus and _is_baseline_of(e, network)
+        e
+        for e in entries
+        if e.corpus == entry.corpus and _is_baseline_of(e, network, representation)
     ]
     if entry.corpus == UNKNOWN_CORPUS or "per_fold" not in entry.summary:
         return row | {"status": "older summary without per-fold scores; rerun it"}
     if not candidates:
         return row | {"status": f"no {network}-M run on this corpus"}
-    baseline = candidates[0]
-    row |= {"baseline": baseline.variant, "baseline_label": baseline.summary["label"]}
+    return _paired(entry, candidates[0], row)
+
+
+def _paired(
+    entry: Entry,
+    baseline: Entry,
+    row: dict[str, Any],
+    may_differ: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """``row`` with ``entry`` − ``baseline`` per metric, paired by (repeat, outer
+    fold), or the reason there is none: a compared setting other than
+    ``may_differ`` differs."""
+    row = row | {
+        "baseline": baseline.variant,
+        "baseline_label": baseline.summary["label"],
+        "baseline_audio": _audio(baseline),
+    }
     ours = flatten_settings(entry.settings)
     theirs = flatten_settings(baseline.settings)
     differing = sorted(
@@ -322,6 +363,7 @@ def _difference_row(entry: Entry, entries: list[Entry]) -> dict[str, Any]:
             for k in set(ours) | set(theirs)
             if ours.get(k) != theirs.get(k)
         }
+        - set(may_differ)
     )
     if differing or "per_fold" not in baseline.summary:
         what = ", ".join(differing) or "no per-fold scores"
@@ -334,7 +376,9 @@ def _difference_row(entry: Entry, entries: list[Entry]) -> dict[str, Any]:
     )
     any_metric = compared[METRIC_COLUMNS[0]]
     if any_metric["n"] < 2:
-        return row | {"status": f"fewer than 2 folds shared with {network}-M"}
+        return row | {
+            "status": f"fewer than 2 folds shared with {row['baseline_label']}"
+        }
     row |= {
         "status": "ok",
         "n_pairs": any_metric["n"],
@@ -351,17 +395,44 @@ def _difference_row(entry: Entry, entries: list[Entry]) -> dict[str, Any]:
     return row
 
 
+def _twin_rows(entry: Entry, twin: str, entries: list[Entry]) -> list[dict[str, Any]]:
+    """``entry`` minus its twin (:data:`~emomucs.pipelines.experiments.variants.
+    TWINS`): the same corpus, the same audio where the twin ran on it, else every
+    audio it ran on (the harmonic–percussive split's twin is on Demucs' stems).
+    Features and network may differ: that is what the pair compares."""
+    row = _row_of(entry, "twin", twin)
+    if entry.corpus == UNKNOWN_CORPUS or "per_fold" not in entry.summary:
+        return [row | {"status": "older summary without per-fold scores; rerun it"}]
+    candidates = [e for e in entries if e.variant == twin and e.corpus == entry.corpus]
+    same_audio = [e for e in candidates if _audio(e) == _audio(entry)]
+    if not candidates:
+        return [row | {"status": f"no {twin} run on this corpus"}]
+    return [
+        _paired(entry, other, row, may_differ=("features", "network"))
+        for other in same_audio or candidates
+    ]
+
+
+def _audio(entry: Entry) -> str:
+    return entry.summary.get("inputs", {}).get("audio", "unknown")
+
+
 def tabulate_differences(entries: list[Entry]) -> pd.DataFrame:
-    """``results_differences``: every EmoMucs entry against its mix baseline.
+    """``results_differences``: every EmoMucs entry against its mix baseline, and
+    every variant beyond the paper against its twin (``comparison``).
 
     The baseline is the mix model of the same network (C1D → C1D-M, C2D, also
-    with the hidden layer mid fusion cuts → C2D-M) on the same corpus.
+    with the hidden layer mid fusion cuts → C2D-M) on the same corpus and
+    features; the twins are :data:`~emomucs.pipelines.experiments.variants.TWINS`.
     """
     rows = [
         _difference_row(e, entries)
         for e in entries
         if e.summary["experiment"]["model"] == "EmoMucs"
     ]
+    for entry in entries:
+        if entry.variant in TWINS:
+            rows += _twin_rows(entry, TWINS[entry.variant], entries)
     return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
 
 
@@ -388,6 +459,10 @@ def _differs(row: pd.Series) -> str:
 
 def _grid_key(row: pd.Series) -> tuple[str, str, str] | None:
     """(row model, row strategy, column) of a variant in the paper's layout."""
+    if isinstance(row.get("per_source"), str) and row["per_source"]:
+        return None  # not the paper's architecture
+    if row.get("representation", "log_mel") not in ("log_mel", "waveform"):
+        return None  # not the paper's features
     if row["model"] != "EmoMucs":
         if row["sources"] == "mix" and not row.get("model_kwargs"):
             return (f"{row['model']}-M", "", "mix")
@@ -493,6 +568,7 @@ def _significant(row: pd.Series) -> str:
 def section_differences(results: CorpusResults) -> str | None:
     """Every EmoMucs variant minus its mix baseline, with 95 % intervals."""
     differences = results.differences
+    differences = differences[differences["comparison"] != "twin"]
     if differences.empty:
         return None
     ok = differences[differences["status"] == "ok"]
@@ -524,6 +600,39 @@ def section_differences(results: CorpusResults) -> str | None:
         lines.append(
             f"| {row['variant']} | {row['label']} | {row['audio']} | "
             f"{row['baseline_label']} | {row['n_pairs'] or '–'} | "
+            + " | ".join(cells)
+            + f" | {_significant(row)} |"
+        )
+    return "\n".join(lines)
+
+
+def section_twins(results: CorpusResults) -> str | None:
+    """Each variant beyond the paper minus its twin, with 95 % intervals."""
+    twins = results.differences[results.differences["comparison"] == "twin"]
+    if twins.empty:
+        return None
+    lines = [
+        "### Beyond the paper: paired differences from the twin",
+        "",
+        "Δ = variant − its twin (a network per source − C1D for every stem; "
+        "EmoMucs on the harmonic–percussive split − on the separator's four stems; "
+        "chroma or constant-Q − log-mel), paired on the same (repeat, outer fold) "
+        "test tracks; 95 % intervals corrected as above. Features, network and "
+        "audio may differ (that is the comparison); folds, training and code may not.",
+        "",
+        "| variant | label | audio | twin | twin audio | pairs | "
+        + " | ".join(f"Δ{SHORT_NAMES[m]}" for m in METRIC_COLUMNS)
+        + " | significant |",
+        "|---|---|---|---|---|---|" + "---|" * len(METRIC_COLUMNS) + "---|",
+    ]
+    for _, row in twins.iterrows():
+        cells = [_difference_cell(row, m) for m in METRIC_COLUMNS]
+        twin_audio = (
+            row["baseline_audio"] if isinstance(row["baseline_audio"], str) else "–"
+        )
+        lines.append(
+            f"| {row['variant']} | {row['label']} | {row['audio']} | "
+            f"{row['baseline_label']} | {twin_audio} | {row['n_pairs'] or '–'} | "
             + " | ".join(cells)
             + f" | {_significant(row)} |"
         )
@@ -701,6 +810,7 @@ CORPUS_SECTIONS: list[Callable[[CorpusResults], str | None]] = [
     section_paper_layout,
     section_differences,
     section_reference,
+    section_twins,
     section_audio,
     section_every_variant,
     section_settings,

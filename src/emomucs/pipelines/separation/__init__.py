@@ -1,5 +1,6 @@
-"""Clips to stems (drums, bass, other, vocals) with a chosen separator."""
+"""Clips to stems (drums, bass, other, vocals) with a chosen separator; other
+separators' stems (e.g. the harmonic–percussive split) in their own namespaces."""
 
-from .pipeline import create_pipeline
+from .pipeline import OTHER_SEPARATORS, create_other_separator_pipeline, create_pipeline
 
-__all__ = ["create_pipeline"]
+__all__ = ["OTHER_SEPARATORS", "create_other_separator_pipeline", "create_pipeline"]

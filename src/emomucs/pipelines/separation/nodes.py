@@ -118,7 +118,10 @@ def cut_oracle_stems(
 
 
 def separate_sources(
-    clips: AudioSet, oracle_clip_stems: AudioSet, options: dict[str, Any]
+    clips: AudioSet,
+    oracle_clip_stems: AudioSet,
+    options: dict[str, Any],
+    separator: dict[str, Any] | None = None,
 ) -> AudioSet:
     """Stems of every clip with the separator the parameters name.
 
@@ -134,33 +137,36 @@ def separate_sources(
             ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress`` and
             ``corpus_root`` (the dataset root, to warn when a local separator meets
             a corpus other than the synthetic one).
+        separator: Another separator than ``options["separator"]`` (the
+            ``<namespace>.separator`` parameters of a separator namespace such as
+            ``hpss``), with the other options shared.
 
     Returns:
-        ``(4, 1, samples)`` mono stems at the output rate, with the separator identity
-        in ``attrs["separator"]``.
+        ``(stems, 1, samples)`` mono stems at the output rate: the four sources for
+        a Demucs model or the oracle, a plain function's own stems (e.g. drums and
+        harmonic); the separator identity in ``attrs["separator"]``.
 
     Raises:
         SeparatorUnavailableError: The separator cannot be loaded (the message says
             how to get it or what to use instead).
     """
-    spec = SeparatorSpec.from_options(options["separator"])
+    spec = SeparatorSpec.from_options(separator or options["separator"])
     output_rate = int(options["output_sample_rate"])
     if spec.kind == ORACLE:
         return _oracle_stems(clips, oracle_clip_stems)
-    separator = load_separator(spec)
-    _warn_if_not_its_corpus(spec, separator.identity, options.get("corpus_root"))
+    loaded = load_separator(spec)
+    _warn_if_not_its_corpus(spec, loaded.identity, options.get("corpus_root"))
     apply = ApplyOptions.from_options(options.get("apply"))
     logger.info(
-        "separating %d clips with %s (%d Hz, %d channels)",
+        "separating %d clips with %s into %s",
         len(clips),
-        separator.identity,
-        separator.sample_rate,
-        separator.audio_channels,
+        loaded.identity,
+        ", ".join(loaded.stem_names),
     )
     stems = separate_tracks(
         clips.audio,
         clips.sample_rate,
-        separator,
+        loaded,
         output_rate,
         apply,
         StemsCache(options.get("cache_dir")),
@@ -168,11 +174,11 @@ def separate_sources(
         progress=bool(options.get("progress", True)),
     )
     attrs = {
-        "separator": separator.identity,
+        "separator": loaded.identity,
         "apply": repr(apply.cache_config()),
         "clips_sample_rate": str(clips.sample_rate),
     }
-    return AudioSet(output_rate, stems, SOURCES, attrs)
+    return AudioSet(output_rate, stems, loaded.stem_names, attrs)
 
 
 def _warn_if_not_its_corpus(
