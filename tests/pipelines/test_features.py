@@ -59,6 +59,22 @@ def test_twenty_seconds_give_862_frames_as_the_original():
     assert features["values"].max() == 0.0 and features["values"].min() >= -80.0
 
 
+def test_every_stem_equals_librosa_on_that_stem_alone():
+    # log_mel computes the sources of a track together (one STFT call, one matrix
+    # product with the mel basis); each must still be librosa's on its own.
+    stems = AudioSet(22050, {4: _noise(4, 1, 22050, seed=3)}, sources=SOURCES)
+    values = compute_log_mel(stems, OPTIONS)["values"][0].numpy()
+    for row, signal in enumerate(stems.audio[4][:, 0]):
+        expected = librosa.power_to_db(
+            librosa.feature.melspectrogram(
+                y=signal, sr=22050, n_fft=1024, hop_length=512, n_mels=40
+            ),
+            ref=np.max,
+            top_db=80.0,
+        )
+        assert np.allclose(values[row], expected, atol=1e-4)
+
+
 def test_stems_are_mono_resampled_and_keep_their_source_order():
     # Stereo stems at 44.1 kHz, 2 s: down-mixed, resampled to 22,050 Hz.
     stems = AudioSet(

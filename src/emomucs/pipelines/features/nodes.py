@@ -136,7 +136,10 @@ def log_mel(
         ``ref=max``), as in the original.
     """
     spectrum = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop_length)) ** 2
-    power = np.einsum("mf,sft->smt", _mel_basis(sample_rate, n_fft, n_mels), spectrum)
+    # A matrix product (BLAS), as librosa's own melspectrogram does: np.einsum
+    # without optimize loops in C and made this function 5x slower than librosa
+    # file by file (benchmarks/results/features.md).
+    power = np.matmul(_mel_basis(sample_rate, n_fft, n_mels), spectrum)
     return np.stack([librosa.power_to_db(p, ref=np.max, top_db=top_db) for p in power])
 
 
