@@ -2,7 +2,7 @@
 
 Run after ``kedro run --pipeline=synthetic_corpus`` (the default corpus)::
 
-    python benchmarks/contributions.py [--pipeline emomucs_late] [--env base]
+    python -m benchmarks.contributions [--pipeline emomucs_late] [--env base]
         [--params separation.separator.kind=oracle]
 
 It runs the pipeline in this process, as ``kedro run`` would (MLflow included), with
@@ -23,10 +23,8 @@ import platform
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.suite import ROOT, figure, results_dir
 
 TIMED = {
     "emomucs.pipelines.experiments.nodes": ["compute_source_contributions"],
@@ -79,12 +77,12 @@ def parse_params(items: list[str]) -> dict:
     return params
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipeline", default="emomucs_late")
     parser.add_argument("--env", default=None)
     parser.add_argument("--params", nargs="*", default=[])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.chdir(ROOT)
     seconds: dict[str, list[float]] = defaultdict(list)
     wrap_timed(seconds)
@@ -121,8 +119,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "contributions.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results_dir() / "contributions.json").write_text(
+        json.dumps(result, indent=2) + "\n"
+    )
     lines = [
         "# Contribution stage: time overhead",
         "",
@@ -145,8 +144,22 @@ def main() -> None:
         f"rest of the run ({stage:.1f} s on top of {total - stage:.1f} s).",
         "",
     ]
-    (RESULTS / "contributions.md").write_text("\n".join(lines))
+    (results_dir() / "contributions.md").write_text("\n".join(lines))
     sys.stdout.write("\n".join(lines))
+    return result
+
+
+def summarize(result: dict) -> list[dict]:
+    return [
+        figure(
+            "contribution stage: share of the rest of the run",
+            round(100 * result["ratio_to_rest"], 2),
+            "%",
+            reference=round(result["run_seconds"] - result["contribution_seconds"], 1),
+            note=f"{result['contribution_seconds']:.1f} s of {result['run_seconds']:.0f}"
+            f" s, `{result['pipeline']}`",
+        )
+    ]
 
 
 if __name__ == "__main__":

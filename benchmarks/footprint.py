@@ -1,8 +1,16 @@
 """Footprint benchmark: disk per artifact and peak memory of the default run's stages.
 
-Run after ``kedro run --pipeline=synthetic_corpus``::
+``python -m benchmarks --only footprint`` (or ``python -m benchmarks.footprint
+[--stages features|default] [--separator local|oracle] [--reruns 1]``).
 
-    python benchmarks/footprint.py [--separator local|oracle] [--reruns 1]
+**--stages default** (what ``python -m benchmarks`` runs): the default run as
+``scripts/run_offline.sh`` makes it after install, in a scratch project: ``kedro
+run --pipeline=synthetic_corpus``, ``--pipeline=separator_training`` and
+``--pipeline=emomucs_late``, each in a measured process of its own (wall time, peak
+RSS), then the disk ``data/`` holds. ``--params`` goes to every ``kedro run``
+(``--quick`` makes the corpus, the separator training and the nested CV tiny).
+
+**--stages features** (after ``kedro run --pipeline=synthetic_corpus``):
 
 In a scratch copy of the project (``conf/`` copied, the repo's synthetic corpus linked,
 so the repo's own ``data/`` is left alone) it runs the default run's stages up to the
@@ -20,7 +28,7 @@ log-mel difference between the true stems and the same stems through 16-bit FLAC
 stored format) or float16 (the alternative). The raw corpus is sized as it is and as
 16-bit FLAC would store it.
 
-Writes ``benchmarks/results/footprint.json`` and ``footprint.md``.
+Writes ``footprint.json`` and ``footprint.md`` in the results folder.
 """
 
 from __future__ import annotations
@@ -42,11 +50,21 @@ import pandas as pd
 import soundfile as sf
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.suite import ROOT, figure, results_dir
+
 CORPUS = Path("data") / "01_raw" / "synthetic"
 SEPARATOR = Path("data") / "06_models" / "separator"
 OUTPUTS = "mix_log_mel,stems_log_mel,separation_sdr"
+DEFAULT_RUN = ("synthetic_corpus", "separator_training", "emomucs_late")
+"""The pipelines ``scripts/run_offline.sh`` runs, in order."""
+QUICK_ARGS = (
+    "--params",
+    "synthetic_corpus.n_tracks=16,synthetic_corpus.multitrack.n_tracks=4,"
+    "separator_training.training.steps=2,separator_training.training.warmup_steps=1,"
+    "training.max_epochs=2,training.repeats=1",
+    "--tracks",
+    "4",
+)
 
 # Counts the child's peak RSS (Linux reports kB) and passes its exit status on.
 _MEASURED = (
@@ -72,12 +90,18 @@ def environment() -> dict[str, str]:
     return env
 
 
-def scratch_project(folder: Path, separator: str) -> str:
-    """A copy of the conf with the repo's corpus linked in; returns the separator used."""
+def scratch_project(folder: Path, separator: str, link_corpus: bool = True) -> str:
+    """A copy of the conf with the repo's corpus linked in; returns the separator used.
+
+    Without ``link_corpus`` the project starts empty, as a fresh clone does, and
+    MLflow tracks its runs (into the scratch folder) as the default run's do.
+    """
     shutil.copy(ROOT / "pyproject.toml", folder / "pyproject.toml")
     shutil.copytree(ROOT / "conf" / "base", folder / "conf" / "base")
     (folder / "conf" / "local").mkdir()
     (folder / "src").mkdir()
+    if not link_corpus:
+        return "local (trained in the run)"
     (folder / CORPUS).parent.mkdir(parents=True)
     (folder / CORPUS).symlink_to(ROOT / CORPUS)
     # no MLflow run: this measures the data stages
@@ -111,8 +135,11 @@ def write_untrained_compact(project: Path, repo: Path) -> None:
     save_with_checksum(package_model(model, {}), repo / f"{name}.th")
 
 
-def run_stages(project: Path, separator: str) -> dict:
-    """The default run's stages up to the features, in one measured process."""
+def run_stages(
+    project: Path, separator: str, pipeline: str = "features", params: str = ""
+) -> dict:
+    """One ``kedro run`` in a measured process: by default the default run's stages
+    up to the features."""
     command = [
         sys.executable,
         "-c",
@@ -121,11 +148,14 @@ def run_stages(project: Path, separator: str) -> dict:
         "-m",
         "kedro",
         "run",
-        "--pipeline=features",
-        f"--to-outputs={OUTPUTS}",
+        f"--pipeline={pipeline}",
     ]
+    if pipeline == "features":
+        command.append(f"--to-outputs={OUTPUTS}")
     if separator == "oracle":
-        command.append("--params=separation.separator.kind=oracle")
+        params = ",".join(filter(None, [params, "separation.separator.kind=oracle"]))
+    if params:
+        command.append(f"--params={params}")
     started = time.perf_counter()
     done = subprocess.run(
         command,
@@ -236,10 +266,10 @@ def log_mel_effect(project: Path, tracks: int) -> dict[str, dict[str, float]]:
     }
 
 
-def corpus_sizes() -> dict[str, int]:
+def corpus_sizes(project: Path = ROOT) -> dict[str, int]:
     """The raw corpus' audio as written (16-bit WAV) and as 16-bit FLAC would store it."""
     wav = flac = other = 0
-    for file in sorted((ROOT / CORPUS).rglob("*")):
+    for file in sorted((project / CORPUS).rglob("*")):
         if not file.is_file():
             continue
         if file.suffix != ".wav":
@@ -259,15 +289,42 @@ def _mb(size: int) -> str:
 
 def markdown(result: dict) -> str:
     runs = result["runs"]
+    stages = result.get("stages") or []
+    command = (
+        f"python -m benchmarks.footprint --stages {result.get('stages_option')} "
+        f"--separator {result['separator_option']}"
+        + (f" --params {result['params']}" if result.get("params") else "")
+    )
+    what = (
+        "`kedro run` of " + ", ".join(f"`{st['pipeline']}`" for st in stages)
+        if stages
+        else f"`kedro run --pipeline=features --to-outputs={OUTPUTS}`"
+    )
     lines = [
-        "# Footprint of the default run's data stages",
+        "# Footprint of the default run" + ("" if stages else "'s data stages"),
         "",
-        f"`python benchmarks/footprint.py --separator {result['separator_option']}` "
-        f"on {result['tracks']} tracks of the synthetic corpus; separator: "
-        f"{result['separator']}; {result['machine']['cpus']} CPUs, load "
-        f"{result['machine']['load_before']} before. Stages: `kedro run "
-        f"--pipeline=features --to-outputs={OUTPUTS}`.",
+        f"`{command}` on {result['tracks']} tracks of the synthetic corpus; "
+        f"separator: {result['separator']}; {result['machine']['cpus']} CPUs, load "
+        f"{result['machine']['load_before']} before, "
+        f"{result['machine'].get('load_after')} after. Stages: {what}, each a "
+        "process of its own.",
         "",
+    ]
+    if stages:
+        lines += [
+            "| stage | wall s | peak RSS |",
+            "|---|---|---|",
+            *[
+                f"| `{st['pipeline']}` | {st['seconds']} | {st['peak_rss_mb']:,.0f} MB |"
+                for st in stages
+            ],
+            f"| **all** | **{sum(st['seconds'] for st in stages):.1f}** | "
+            f"**{max(st['peak_rss_mb'] for st in stages):,.0f} MB** |",
+            "",
+            f"Then `{stages[-1]['pipeline']}` again (the reruns below):",
+            "",
+        ]
+    lines += [
         "| run | wall s | peak RSS | data/ (corpus excluded) |",
         "|---|---|---|---|",
     ]
@@ -335,11 +392,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stages", choices=["default", "features"], default="default")
     parser.add_argument("--separator", choices=["local", "oracle"], default="local")
     parser.add_argument("--reruns", type=int, default=1)
     parser.add_argument("--tracks", type=int, default=16, help="for the log-mel check")
+    parser.add_argument("--params", default="", help="passed to every kedro run")
     parser.add_argument("--keep", type=Path, default=None, help="keep the scratch here")
     parser.add_argument(
         "--before",
@@ -347,8 +406,9 @@ def main() -> None:
         default=None,
         help="JSON {label, run} of the same stages measured on older code, shown beside",
     )
-    args = parser.parse_args()
-    if not (ROOT / CORPUS / "PMEmo2019" / "metadata.csv").is_file():
+    args = parser.parse_args(argv)
+    default_run = args.stages == "default"
+    if not default_run and not (ROOT / CORPUS / "PMEmo2019" / "metadata.csv").is_file():
         raise SystemExit("run `kedro run --pipeline=synthetic_corpus` first")
     sys.path.insert(0, str(ROOT / "src"))
     load_before = [round(value, 2) for value in os.getloadavg()]
@@ -356,39 +416,123 @@ def main() -> None:
     try:
         project = args.keep or scratch
         project.mkdir(parents=True, exist_ok=True)
-        separator = scratch_project(project, args.separator)
-        runs = []
+        separator = scratch_project(project, args.separator, not default_run)
+        stages, runs = [], []
+        if default_run:
+            for pipeline in DEFAULT_RUN[:-1]:
+                stage = run_stages(project, args.separator, pipeline, args.params)
+                stages.append({"pipeline": pipeline, **stage})
+        last = DEFAULT_RUN[-1] if default_run else "features"
         for _ in range(1 + args.reruns):
-            run = run_stages(project, args.separator)
+            run = run_stages(project, args.separator, last, args.params)
             run["disk"] = disk_usage(project / "data")
             runs.append(run)
+        if default_run:
+            stages.append({"pipeline": last, **runs[0]})
         tracks = len(
             pd.read_csv(latest(project, "data/02_intermediate/clip_table.csv"))
         )
         result = {
+            "stages_option": args.stages,
+            "params": args.params,
             "separator_option": args.separator,
             "separator": separator,
             "tracks": tracks,
+            "stages": [{k: v for k, v in st.items() if k != "disk"} for st in stages],
             "runs": runs,
             "float32": float32_sizes(project),
             "log_mel_effect": log_mel_effect(project, args.tracks),
-            "corpus": corpus_sizes(),
+            "corpus": corpus_sizes(project if default_run else ROOT),
             "before": json.loads(args.before.read_text()) if args.before else None,
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_before": load_before,
                 "load_after": [round(value, 2) for value in os.getloadavg()],
                 "python": platform.python_version(),
+                # the stages inherit it: 1 makes torch use one thread
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             },
         }
     except BaseException:
         print(f"failed; the scratch project stays in {project}", file=sys.stderr)  # noqa: T201
         raise
     shutil.rmtree(scratch, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "footprint.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "footprint.md").write_text(markdown(result))
+    folder = results_dir()
+    (folder / "footprint.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "footprint.md").write_text(markdown(result))
     print(markdown(result))  # noqa: T201
+    return result
+
+
+def summarize(result: dict) -> list[dict]:
+    rows = []
+    stages = result.get("stages") or []
+    if stages:
+        total = sum(stage["seconds"] for stage in stages)
+        peak = max(stage["peak_rss_mb"] for stage in stages)
+        note = ", ".join(f"{st['pipeline']} {st['seconds']:.0f} s" for st in stages)
+        rows += [
+            figure(
+                "default run after install: wall time",
+                round(total, 1),
+                "s",
+                goal="≤ 600 s",
+                met=total <= 600 and not result.get("params"),
+                note=note
+                + (f"; params {result['params']}" if result["params"] else ""),
+            ),
+            figure(
+                "default run: peak RSS (largest stage)",
+                round(peak, 1),
+                "MB",
+                goal="≤ 2048 MB",
+                met=peak <= 2048,
+            ),
+        ]
+        if len(result["runs"]) > 1:
+            rerun = result["runs"][1]["seconds"]
+            rows.append(
+                figure(
+                    f"rerun of {stages[-1]['pipeline']} (everything cached)",
+                    rerun,
+                    "s",
+                    reference=stages[-1]["seconds"],
+                    ratio=round(stages[-1]["seconds"] / rerun, 2),
+                    goal="≤ 120 s",
+                    met=rerun <= 120,
+                )
+            )
+    else:
+        run = result["runs"][0]
+        rows.append(
+            figure(
+                "data stages up to the features: wall time",
+                run["seconds"],
+                "s",
+                note=f"peak RSS {run['peak_rss_mb']:,.0f} MB",
+            )
+        )
+    disk = sum(result["runs"][-1]["disk"].values())
+    rows.append(
+        figure(
+            "data/ after the run (corpus excluded)",
+            round(disk / 1e6, 1),
+            "MB",
+            goal="≤ 1000 MB" if stages else "",
+            met=disk <= 1e9 if stages else None,
+        )
+    )
+    for name, sizes in result["float32"].items():
+        rows.append(
+            figure(
+                f"{name}: stored vs float32",
+                round(sizes["stored"] / 1e6, 1),
+                "MB",
+                reference=round(sizes["float32"] / 1e6, 1),
+                ratio=round(sizes["float32"] / sizes["stored"], 2),
+            )
+        )
+    return rows
 
 
 if __name__ == "__main__":

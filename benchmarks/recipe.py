@@ -3,7 +3,7 @@
 Run after ``kedro run --pipeline=synthetic_corpus`` and
 ``kedro run --pipeline=features --params separation.separator.kind=oracle``::
 
-    python benchmarks/recipe.py [--features PATH] [--track-table PATH]
+    python -m benchmarks.recipe [--features PATH] [--track-table PATH]
         [--outer 3] [--inner 2] [--stems drums bass other vocals]
         [--max-epochs 200] [--threads 1]
 
@@ -26,10 +26,10 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
 
 On a shared machine, run the recipes as separate processes and merge them::
 
-    python benchmarks/recipe.py --recipes paper --output recipe-paper &
-    python benchmarks/recipe.py --recipes base-flatten --output recipe-flatten &
-    python benchmarks/recipe.py --recipes base --output recipe-base
-    python benchmarks/recipe.py --merge \\
+    python -m benchmarks.recipe --recipes paper --output recipe-paper &
+    python -m benchmarks.recipe --recipes base-flatten --output recipe-flatten &
+    python -m benchmarks.recipe --recipes base --output recipe-base
+    python -m benchmarks.recipe --merge \\
         benchmarks/results/recipe-{paper,flatten,base}.json
 
 Writes ``benchmarks/results/recipe.json`` and ``recipe.md``. Timings are seconds on
@@ -52,14 +52,13 @@ import torch
 import yaml
 from sklearn.linear_model import Ridge
 
+from benchmarks.suite import ROOT, figure, results_dir
 from emomucs import SOURCES
 from emomucs.training import CVOptions, ExperimentSpec, run_nested_cv
 from emomucs.training.data import describe_inputs, select_inputs, select_labels
 from emomucs.training.folds import assign_folds, iter_splits
 from emomucs.training.metrics import DIMENSIONS, score
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 log = logging.getLogger("recipe")
 RECIPES = ("paper", "base-flatten", "base")
 """Columns: the paper env, base's training with the paper's C1D (flatten: base's
@@ -249,7 +248,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = ROOT / "data"
     parser.add_argument(
@@ -280,10 +279,9 @@ def main() -> None:
         type=Path,
         help="only combine earlier JSON results (one recipe each, same corpus)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.merge:
-        write(merge(args.merge), args.output)
-        return
+        return write(merge(args.merge), args.output)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
 
@@ -352,7 +350,7 @@ def main() -> None:
             log.info("%s late %s: %s", env, strategy, entry)
         result[env] = scores
 
-    write(result, args.output)
+    return write(result, args.output)
 
 
 def merge(paths: list[Path]) -> dict:
@@ -369,11 +367,25 @@ def merge(paths: list[Path]) -> dict:
     return merged
 
 
-def write(result: dict, name: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(result))
+def write(result: dict, name: str) -> dict:
+    folder = results_dir()
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown(result))
     print(markdown(result))  # noqa: T201
+    return result
+
+
+def summarize(result: dict) -> list[dict]:
+    """No speed figure: the recipe benchmark compares R² (see recipe.md)."""
+    return [
+        figure(
+            "recipes compared (R² per stem and fusion, see recipe.md)",
+            len(result.get("rows", [])),
+            "rows",
+            note=f"recipes {', '.join(result.get('recipes', {}))}; "
+            f"{result.get('n_tracks')} tracks",
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,74 @@
+"""The benchmark entry point (``python -m benchmarks``): selection, results, summary.
+
+No timing is checked here (benchmarks compare timings as ratios in their own runs);
+these tests check that the suite runs a benchmark and writes well-formed results.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import features, suite
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv(suite.RESULTS_VARIABLE, str(tmp_path))
+    return tmp_path
+
+
+def test_selection_defaults_only_and_unknown_names():
+    defaults = [b.name for b in suite.select(None, None)]
+    assert {"separation", "features", "training", "footprint"} <= set(defaults)
+    assert "recipe" not in defaults  # long: only on request
+    assert [b.name for b in suite.select(["recipe"], None)] == ["recipe"]
+    assert "features" not in [b.name for b in suite.select(None, ["features"])]
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        suite.select(["nope"], None)
+    args = suite.parse_args(["--quick", "--only", "features", "--only", "training"])
+    assert args.quick and args.only == ["features", "training"]
+
+
+def test_an_absent_optional_benchmark_is_skipped_with_a_note():
+    absent = suite.Benchmark(
+        "later", "not_written_yet", "a later branch's", optional=True
+    )
+    record = suite.run_benchmark(absent, quick=True)
+    assert record["status"] == "absent"
+    # a present module is imported and run: here one whose main fails, recorded
+    broken = suite.Benchmark("features", "features", "", optional=True)
+    record = suite.run_benchmark(broken, quick=True, extra=["--clips", "zero"])
+    assert record["status"] == "failed" and "SystemExit" in record["note"]
+
+
+def test_features_benchmark_agrees_with_librosa_and_reports_ratios(results):
+    result = features.main(["--clips", "2", "--seconds", "1"])
+    stored = json.loads((results / "features.json").read_text())
+    assert stored["clips"] == 2 and stored["signals"] == 10
+    assert stored["agree"] and stored["relative_difference"] <= features.TOLERANCE
+    assert np.isclose(stored["speedup"], stored["reference_s"] / stored["project_s"])
+    rows = features.summarize(result)
+    assert {row["figure"] for row in rows} and all(
+        set(row) == set(suite.figure("x", 1.0)) for row in rows
+    )
+    assert rows[1]["met"] is True
+
+
+def test_entry_point_writes_a_summary_of_each_run(results, monkeypatch):
+    monkeypatch.chdir(results)  # main() works from the repo root; come back after
+    later = suite.Benchmark("later", "not_written_yet", "", optional=True)
+    monkeypatch.setattr(suite, "REGISTRY", (*suite.REGISTRY, later))
+    records = suite.main(["--only", "features", "--args=--clips 1 --seconds 1"])
+    assert [r["status"] for r in records] == ["ok"]
+    summary = (results / "SUMMARY.md").read_text()
+    assert "| features | log-mel, mix + 4 stems" in summary
+    stored = json.loads((results / "suite.json").read_text())
+    assert stored["records"][0]["load_before"] and stored["peak_rss_mb"] > 0
+    # a second run of another benchmark keeps the first one's rows
+    records = suite.main(["--only", "later"])
+    assert [r["status"] for r in records] == ["absent"]
+    summary = (results / "SUMMARY.md").read_text()
+    assert "| features | log-mel" in summary and "| later | *absent*" in summary
