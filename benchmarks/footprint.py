@@ -64,6 +64,8 @@ QUICK_ARGS = (
     "training.max_epochs=2,training.repeats=1",
     "--tracks",
     "4",
+    "--reruns",
+    "0",
 )
 
 # Counts the child's peak RSS (Linux reports kB) and passes its exit status on.

@@ -87,7 +87,7 @@ REGISTRY: tuple[Benchmark, ...] = (
     Benchmark(
         "footprint",
         "footprint",
-        "the default run's data stages: wall time, peak RSS, disk",
+        "the default run (run_offline.sh after install): stages, peak RSS, disk",
     ),
     Benchmark(
         "dask_scaling",
