@@ -1,16 +1,9 @@
 """Footprint benchmark: disk per artifact and peak memory of the default run's stages.
 
-``python -m benchmarks --only footprint`` (or ``python -m benchmarks.footprint
-[--stages features|default] [--separator local|oracle] [--reruns 1]``).
+Run after ``kedro run --pipeline=synthetic_corpus``::
 
-**--stages default** (what ``python -m benchmarks`` runs): the default run as
-``scripts/run_offline.sh`` makes it after install, in a scratch project: ``kedro
-run --pipeline=synthetic_corpus``, ``--pipeline=separator_training`` and
-``--pipeline=emomucs_late``, each in a measured process of its own (wall time, peak
-RSS), then the disk ``data/`` holds. ``--params`` goes to every ``kedro run``
-(``--quick`` makes the corpus, the separator training and the nested CV tiny).
-
-**--stages features** (after ``kedro run --pipeline=synthetic_corpus``):
+    python -m benchmarks --only footprint
+    python -m benchmarks.footprint [--separator local|oracle] [--reruns 1]
 
 In a scratch copy of the project (``conf/`` copied, the repo's synthetic corpus linked,
 so the repo's own ``data/`` is left alone) it runs the default run's stages up to the
@@ -28,7 +21,8 @@ log-mel difference between the true stems and the same stems through 16-bit FLAC
 stored format) or float16 (the alternative). The raw corpus is sized as it is and as
 16-bit FLAC would store it.
 
-Writes ``footprint.json`` and ``footprint.md`` in the results folder.
+Writes ``footprint.json`` and ``footprint.md`` in the results folder. The whole
+default run (install apart, every stage, a rerun) is ``benchmarks/first_run.py``'s.
 """
 
 from __future__ import annotations
@@ -55,18 +49,6 @@ from benchmarks.suite import ROOT, figure, results_dir
 CORPUS = Path("data") / "01_raw" / "synthetic"
 SEPARATOR = Path("data") / "06_models" / "separator"
 OUTPUTS = "mix_log_mel,stems_log_mel,separation_sdr"
-DEFAULT_RUN = ("synthetic_corpus", "separator_training", "emomucs_late")
-"""The pipelines ``scripts/run_offline.sh`` runs, in order."""
-QUICK_ARGS = (
-    "--params",
-    "synthetic_corpus.n_tracks=16,synthetic_corpus.multitrack.n_tracks=4,"
-    "separator_training.training.steps=2,separator_training.training.warmup_steps=1,"
-    "training.max_epochs=2,training.repeats=1",
-    "--tracks",
-    "4",
-    "--reruns",
-    "0",
-)
 
 # Counts the child's peak RSS (Linux reports kB) and passes its exit status on.
 _MEASURED = (
@@ -92,18 +74,12 @@ def environment() -> dict[str, str]:
     return env
 
 
-def scratch_project(folder: Path, separator: str, link_corpus: bool = True) -> str:
-    """A copy of the conf with the repo's corpus linked in; returns the separator used.
-
-    Without ``link_corpus`` the project starts empty, as a fresh clone does, and
-    MLflow tracks its runs (into the scratch folder) as the default run's do.
-    """
+def scratch_project(folder: Path, separator: str) -> str:
+    """A copy of the conf with the repo's corpus linked in; returns the separator used."""
     shutil.copy(ROOT / "pyproject.toml", folder / "pyproject.toml")
     shutil.copytree(ROOT / "conf" / "base", folder / "conf" / "base")
     (folder / "conf" / "local").mkdir()
     (folder / "src").mkdir()
-    if not link_corpus:
-        return "local (trained in the run)"
     (folder / CORPUS).parent.mkdir(parents=True)
     (folder / CORPUS).symlink_to(ROOT / CORPUS)
     # no MLflow run: this measures the data stages
@@ -137,11 +113,8 @@ def write_untrained_compact(project: Path, repo: Path) -> None:
     save_with_checksum(package_model(model, {}), repo / f"{name}.th")
 
 
-def run_stages(
-    project: Path, separator: str, pipeline: str = "features", params: str = ""
-) -> dict:
-    """One ``kedro run`` in a measured process: by default the default run's stages
-    up to the features."""
+def run_stages(project: Path, separator: str) -> dict:
+    """The default run's stages up to the features, in one measured process."""
     command = [
         sys.executable,
         "-c",
@@ -150,14 +123,11 @@ def run_stages(
         "-m",
         "kedro",
         "run",
-        f"--pipeline={pipeline}",
+        "--pipeline=features",
+        f"--to-outputs={OUTPUTS}",
     ]
-    if pipeline == "features":
-        command.append(f"--to-outputs={OUTPUTS}")
     if separator == "oracle":
-        params = ",".join(filter(None, [params, "separation.separator.kind=oracle"]))
-    if params:
-        command.append(f"--params={params}")
+        command.append("--params=separation.separator.kind=oracle")
     started = time.perf_counter()
     done = subprocess.run(
         command,
@@ -268,10 +238,10 @@ def log_mel_effect(project: Path, tracks: int) -> dict[str, dict[str, float]]:
     }
 
 
-def corpus_sizes(project: Path = ROOT) -> dict[str, int]:
+def corpus_sizes() -> dict[str, int]:
     """The raw corpus' audio as written (16-bit WAV) and as 16-bit FLAC would store it."""
     wav = flac = other = 0
-    for file in sorted((project / CORPUS).rglob("*")):
+    for file in sorted((ROOT / CORPUS).rglob("*")):
         if not file.is_file():
             continue
         if file.suffix != ".wav":
@@ -291,42 +261,15 @@ def _mb(size: int) -> str:
 
 def markdown(result: dict) -> str:
     runs = result["runs"]
-    stages = result.get("stages") or []
-    command = (
-        f"python -m benchmarks.footprint --stages {result.get('stages_option')} "
-        f"--separator {result['separator_option']}"
-        + (f" --params {result['params']}" if result.get("params") else "")
-    )
-    what = (
-        "`kedro run` of " + ", ".join(f"`{st['pipeline']}`" for st in stages)
-        if stages
-        else f"`kedro run --pipeline=features --to-outputs={OUTPUTS}`"
-    )
     lines = [
-        "# Footprint of the default run" + ("" if stages else "'s data stages"),
+        "# Footprint of the default run's data stages",
         "",
-        f"`{command}` on {result['tracks']} tracks of the synthetic corpus; "
-        f"separator: {result['separator']}; {result['machine']['cpus']} CPUs, load "
-        f"{result['machine']['load_before']} before, "
-        f"{result['machine'].get('load_after')} after. Stages: {what}, each a "
-        "process of its own.",
+        f"`python -m benchmarks.footprint --separator {result['separator_option']}` "
+        f"on {result['tracks']} tracks of the synthetic corpus; separator: "
+        f"{result['separator']}; {result['machine']['cpus']} CPUs, load "
+        f"{result['machine']['load_before']} before. Stages: `kedro run "
+        f"--pipeline=features --to-outputs={OUTPUTS}`.",
         "",
-    ]
-    if stages:
-        lines += [
-            "| stage | wall s | peak RSS |",
-            "|---|---|---|",
-            *[
-                f"| `{st['pipeline']}` | {st['seconds']} | {st['peak_rss_mb']:,.0f} MB |"
-                for st in stages
-            ],
-            f"| **all** | **{sum(st['seconds'] for st in stages):.1f}** | "
-            f"**{max(st['peak_rss_mb'] for st in stages):,.0f} MB** |",
-            "",
-            f"Then `{stages[-1]['pipeline']}` again (the reruns below):",
-            "",
-        ]
-    lines += [
         "| run | wall s | peak RSS | data/ (corpus excluded) |",
         "|---|---|---|---|",
     ]
@@ -396,11 +339,9 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", choices=["default", "features"], default="default")
     parser.add_argument("--separator", choices=["local", "oracle"], default="local")
     parser.add_argument("--reruns", type=int, default=1)
     parser.add_argument("--tracks", type=int, default=16, help="for the log-mel check")
-    parser.add_argument("--params", default="", help="passed to every kedro run")
     parser.add_argument("--keep", type=Path, default=None, help="keep the scratch here")
     parser.add_argument(
         "--before",
@@ -409,8 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="JSON {label, run} of the same stages measured on older code, shown beside",
     )
     args = parser.parse_args(argv)
-    default_run = args.stages == "default"
-    if not default_run and not (ROOT / CORPUS / "PMEmo2019" / "metadata.csv").is_file():
+    if not (ROOT / CORPUS / "PMEmo2019" / "metadata.csv").is_file():
         raise SystemExit("run `kedro run --pipeline=synthetic_corpus` first")
     sys.path.insert(0, str(ROOT / "src"))
     load_before = [round(value, 2) for value in os.getloadavg()]
@@ -418,41 +358,29 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         project = args.keep or scratch
         project.mkdir(parents=True, exist_ok=True)
-        separator = scratch_project(project, args.separator, not default_run)
-        stages, runs = [], []
-        if default_run:
-            for pipeline in DEFAULT_RUN[:-1]:
-                stage = run_stages(project, args.separator, pipeline, args.params)
-                stages.append({"pipeline": pipeline, **stage})
-        last = DEFAULT_RUN[-1] if default_run else "features"
+        separator = scratch_project(project, args.separator)
+        runs = []
         for _ in range(1 + args.reruns):
-            run = run_stages(project, args.separator, last, args.params)
+            run = run_stages(project, args.separator)
             run["disk"] = disk_usage(project / "data")
             runs.append(run)
-        if default_run:
-            stages.append({"pipeline": last, **runs[0]})
         tracks = len(
             pd.read_csv(latest(project, "data/02_intermediate/clip_table.csv"))
         )
         result = {
-            "stages_option": args.stages,
-            "params": args.params,
             "separator_option": args.separator,
             "separator": separator,
             "tracks": tracks,
-            "stages": [{k: v for k, v in st.items() if k != "disk"} for st in stages],
             "runs": runs,
             "float32": float32_sizes(project),
             "log_mel_effect": log_mel_effect(project, args.tracks),
-            "corpus": corpus_sizes(project if default_run else ROOT),
+            "corpus": corpus_sizes(),
             "before": json.loads(args.before.read_text()) if args.before else None,
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_before": load_before,
                 "load_after": [round(value, 2) for value in os.getloadavg()],
                 "python": platform.python_version(),
-                # the stages inherit it: 1 makes torch use one thread
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             },
         }
     except BaseException:
@@ -467,63 +395,28 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def summarize(result: dict) -> list[dict]:
-    rows = []
-    stages = result.get("stages") or []
-    if stages:
-        total = sum(stage["seconds"] for stage in stages)
-        peak = max(stage["peak_rss_mb"] for stage in stages)
-        note = ", ".join(f"{st['pipeline']} {st['seconds']:.0f} s" for st in stages)
-        rows += [
-            figure(
-                "default run after install: wall time",
-                round(total, 1),
-                "s",
-                goal="≤ 600 s",
-                met=total <= 600 and not result.get("params"),
-                note=note
-                + (f"; params {result['params']}" if result["params"] else ""),
-            ),
-            figure(
-                "default run: peak RSS (largest stage)",
-                round(peak, 1),
-                "MB",
-                goal="≤ 2048 MB",
-                met=peak <= 2048,
-            ),
-        ]
-        if len(result["runs"]) > 1:
-            rerun = result["runs"][1]["seconds"]
-            rows.append(
-                figure(
-                    f"rerun of {stages[-1]['pipeline']} (everything cached)",
-                    rerun,
-                    "s",
-                    reference=stages[-1]["seconds"],
-                    ratio=round(stages[-1]["seconds"] / rerun, 2),
-                    goal="≤ 120 s",
-                    met=rerun <= 120,
-                )
-            )
-    else:
-        run = result["runs"][0]
-        rows.append(
-            figure(
-                "data stages up to the features: wall time",
-                run["seconds"],
-                "s",
-                note=f"peak RSS {run['peak_rss_mb']:,.0f} MB",
-            )
-        )
-    disk = sum(result["runs"][-1]["disk"].values())
-    rows.append(
+    run = result["runs"][0]
+    rows = [
         figure(
-            "data/ after the run (corpus excluded)",
-            round(disk / 1e6, 1),
+            "data stages up to the features: wall time",
+            run["seconds"],
+            "s",
+            note=f"{result['tracks']} tracks, separator {result['separator']}",
+        ),
+        figure(
+            "data stages up to the features: peak RSS",
+            run["peak_rss_mb"],
             "MB",
-            goal="≤ 1000 MB" if stages else "",
-            met=disk <= 1e9 if stages else None,
-        )
-    )
+            goal="≤ 2048 MB (whole default run)",
+            met=run["peak_rss_mb"] <= 2048,
+        ),
+        figure(
+            "data/ after the data stages (corpus excluded)",
+            round(sum(result["runs"][-1]["disk"].values()) / 1e6, 1),
+            "MB",
+            note="after the reruns too" if len(result["runs"]) > 1 else "",
+        ),
+    ]
     for name, sizes in result["float32"].items():
         rows.append(
             figure(

@@ -577,29 +577,37 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-CARRIED = ("separator", "timing", "held_out_sdr", "corpus_sdr", "training")
-"""The compact separator's figures, kept from the last results file when this
-checkout has no trained separator to measure them again."""
+CARRIED = (
+    "cli",
+    "separator",
+    "timing",
+    "held_out_sdr",
+    "corpus_sdr",
+    "training",
+    "training_steps",
+)
+"""Figures kept from the last results file when this run did not measure them
+(``--no-cli``, ``--training-steps 0``, or no trained separator here)."""
 
 
 def carry_over(result: dict, previous: Path) -> None:
-    """Keep the last run's compact-separator figures that this run could not
-    measure, and say which (``carried_over``)."""
-    if result.get("timing") or not previous.is_file():
+    """Keep the last run's figures that this run did not measure, and say which
+    (``carried_over``), so one part can be rerun without losing the others."""
+    if not previous.is_file():
         return
     old = json.loads(previous.read_text())
     kept = [key for key in CARRIED if old.get(key) and not result.get(key)]
     for key in kept:
         result[key] = old[key]
+    if "timing" in kept:
+        result["machine"]["compact_timing_machine"] = old.get("machine")
     if kept:
-        result["carried_over"] = old.get("carried_over") or kept
+        result["carried_over"] = kept
         result["compact_note"] = (
-            "The compact separator's figures above and below are the previous "
-            "results file's, not measured in this run (no trained separator in "
-            "`data/06_models/separator`): " + ", ".join(kept) + "."
+            "Not measured in this run, kept from the previous results file: "
+            + ", ".join(kept)
+            + "."
         )
-        if result.get("timing"):
-            result["machine"]["compact_timing_machine"] = old.get("machine")
 
 
 def _separated(report: dict | None) -> dict | None:

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ class Benchmark:
             run's artifacts).
         optional: The module may be absent (another branch adds it): skipped
             with a note instead of failing.
+        quick: Whether ``--quick`` runs it (with the module's ``QUICK_ARGS``);
+            benchmarks with no smoke size are skipped there, with a note.
     """
 
     name: str
@@ -65,7 +67,7 @@ class Benchmark:
     what: str
     default: bool = True
     optional: bool = False
-    quick_args: tuple[str, ...] = field(default=())
+    quick: bool = True
 
 
 REGISTRY: tuple[Benchmark, ...] = (
@@ -85,9 +87,16 @@ REGISTRY: tuple[Benchmark, ...] = (
         "seconds per epoch of C1D, C2D, late fusion; projected paper grid",
     ),
     Benchmark(
+        "first_run",
+        "first_run",
+        "the README's main command on a fresh clone: install, each stage, a rerun",
+        quick=False,
+    ),
+    Benchmark(
         "footprint",
         "footprint",
-        "the default run (run_offline.sh after install): stages, peak RSS, disk",
+        "the data stages up to the features: peak RSS, disk, stored audio",
+        quick=False,
     ),
     Benchmark(
         "dask_scaling",
@@ -186,6 +195,8 @@ def run_benchmark(
         "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "load_before": [round(value, 2) for value in os.getloadavg()],
     }
+    if quick and not benchmark.quick:
+        return {**record, "status": "skipped", "note": "no smoke size: not in --quick"}
     try:
         module = importlib.import_module(f"benchmarks.{benchmark.module}")
     except ModuleNotFoundError as error:

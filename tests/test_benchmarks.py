@@ -38,6 +38,9 @@ def test_an_absent_optional_benchmark_is_skipped_with_a_note():
     )
     record = suite.run_benchmark(absent, quick=True)
     assert record["status"] == "absent"
+    # one with no smoke size is left out of --quick runs, with a note
+    long = suite.Benchmark("long", "not_written_yet", "", quick=False)
+    assert suite.run_benchmark(long, quick=True)["status"] == "skipped"
     # a present module is imported and run: here one whose main fails, recorded
     broken = suite.Benchmark("features", "features", "", optional=True)
     record = suite.run_benchmark(broken, quick=True, extra=["--clips", "zero"])
