@@ -596,7 +596,11 @@ def carry_over(result: dict, previous: Path) -> None:
     if not previous.is_file():
         return
     old = json.loads(previous.read_text())
-    kept = [key for key in CARRIED if old.get(key) and not result.get(key)]
+    keys = CARRIED
+    if result.get("separator") and result["separator"] != old.get("separator"):
+        # another compact separator: its predecessor's figures are not its own
+        keys = ("cli", "training_steps")
+    kept = [key for key in keys if old.get(key) and not result.get(key)]
     for key in kept:
         result[key] = old[key]
     if "timing" in kept:
