@@ -1,6 +1,7 @@
 """First-run benchmark: the README's main command on a fresh clone, then a rerun.
 
-    python benchmarks/first_run.py [--pipeline emomucs_late] [--keep]
+    python -m benchmarks --only first_run
+    python -m benchmarks.first_run [--pipeline emomucs_late] [--keep]
 
 Clones the committed HEAD into a temporary folder and, there:
 
@@ -31,8 +32,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.suite import ROOT, figure, results_dir
+
 _NODE_LINE = re.compile(r"(Running|Completed) node: ?(\S*)")
 _STAMP = re.compile(r"^\[(\d\d/\d\d/\d\d \d\d:\d\d:\d\d)\]")
 
@@ -108,11 +109,11 @@ def node_times(log: str) -> dict[str, float]:
     return dict(sorted(seconds.items(), key=lambda item: -item[1]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipeline", default="emomucs_late")
     parser.add_argument("--keep", action="store_true", help="keep the clone")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True)
     work = Path(tempfile.mkdtemp(prefix="first-run-"))
     clone = work / "project"
@@ -143,14 +144,48 @@ def main() -> None:
         "rerun": rerun,
         "goal": {"first_s": 600, "rerun_s": 120},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "first_run.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "first_run.md").write_text(markdown(result))
+    folder = results_dir()
+    (folder / "first_run.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "first_run.md").write_text(markdown(result))
     sys.stdout.write(markdown(result))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
         sys.stdout.write(f"clone kept in {clone}\n")
+    return result
+
+
+def summarize(result: dict) -> list[dict]:
+    """The first run and the rerun against their goals, and the install apart."""
+    goals = result["goal"]
+    first, rerun = result["first"], result["rerun"]
+    return [
+        figure(
+            "first run after install (README's command): wall time",
+            first["wall_s"],
+            "s",
+            goal=f"≤ {goals['first_s']} s",
+            met=first["wall_s"] <= goals["first_s"],
+            note=f"CPU {first['cpu_s']} s; install {result['install']['wall_s']} s "
+            "apart",
+        ),
+        figure(
+            "first run: peak RSS",
+            first["peak_rss_mb"],
+            "MB",
+            goal="≤ 2048 MB",
+            met=first["peak_rss_mb"] <= 2048,
+        ),
+        figure(
+            "rerun (everything cached): wall time",
+            rerun["wall_s"],
+            "s",
+            reference=first["wall_s"],
+            ratio=round(first["wall_s"] / rerun["wall_s"], 2),
+            goal=f"≤ {goals['rerun_s']} s",
+            met=rerun["wall_s"] <= goals["rerun_s"],
+        ),
+    ]
 
 
 def markdown(result: dict) -> str:
@@ -159,7 +194,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# First run of the README's main command",
         "",
-        f"`python benchmarks/first_run.py` on a fresh clone of {result['commit'][:7]}: "
+        f"`python -m benchmarks.first_run` on a fresh clone of {result['commit'][:7]}: "
         f"`{result['command']}`, {cores} CPUs, load average {machine['load_before']} "
         f"before and {machine['load_after']} after (a shared machine makes wall times "
         f"upper bounds; CPU s / {cores} is the best an idle {cores}-core machine could "
