@@ -48,7 +48,7 @@ def test_an_absent_optional_benchmark_is_skipped_with_a_note():
 
 
 def test_features_benchmark_agrees_with_librosa_and_reports_ratios(results):
-    result = features.main(["--clips", "2", "--seconds", "1"])
+    result = features.main(["--clips", "2", "--seconds", "1", "--repeats", "2"])
     stored = json.loads((results / "features.json").read_text())
     assert stored["clips"] == 2 and stored["signals"] == 10
     assert stored["agree"] and stored["relative_difference"] <= features.TOLERANCE
@@ -64,7 +64,9 @@ def test_entry_point_writes_a_summary_of_each_run(results, monkeypatch):
     monkeypatch.chdir(results)  # main() works from the repo root; come back after
     later = suite.Benchmark("later", "not_written_yet", "", optional=True)
     monkeypatch.setattr(suite, "REGISTRY", (*suite.REGISTRY, later))
-    records = suite.main(["--only", "features", "--args=--clips 1 --seconds 1"])
+    records = suite.main(
+        ["--only", "features", "--args=--clips 1 --seconds 1 --repeats 1"]
+    )
     assert [r["status"] for r in records] == ["ok"]
     summary = (results / "SUMMARY.md").read_text()
     assert "| features | log-mel, mix + 4 stems" in summary
