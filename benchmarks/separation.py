@@ -15,7 +15,7 @@ corpus' choruses when present, else seeded tones and noise) are separated:
   ``load_separator`` → ``load_audio`` → ``separate_tracks`` (``conf/base``'s apply
   options: no shifts, overlap 0.25, normalised) → stems saved as the pipeline saves
   them (``AudioSetDataset``, 16-bit FLAC);
-- **reference**: ``python -m demucs.separate --repo DIR -n NAME -d cpu --shifts 0
+- **reference**: ``python -m demucs.separate --repo DIR -n NAME -d DEVICE --shifts 0
   --float32 --clip-mode none`` on the same files (no shifts as in our default;
   float32 and no rescaling, so its files hold what the model computed).
 
@@ -171,7 +171,7 @@ def _timed(command: list[str], threads: int) -> float:
 
 
 def run_project_stage(
-    repo: Path, files: list[Path], output: Path, threads: int
+    repo: Path, files: list[Path], output: Path, threads: int, device: str = "cpu"
 ) -> None:
     """The separation stage's code on ``files``, in this process (the project side
     of the CLI comparison, run by ``--project-stage`` in a fresh process)."""
@@ -182,7 +182,7 @@ def run_project_stage(
     params = yaml.safe_load(
         (ROOT / "conf" / "base" / "parameters" / "separation.yml").read_text()
     )["separation"]
-    options = ApplyOptions.from_options({**params["apply"], "device": "cpu"})
+    options = ApplyOptions.from_options({**params["apply"], "device": device})
     clips = {}
     for index, file in enumerate(files):
         clips[index], rate = load_audio(file)
@@ -195,7 +195,7 @@ def run_project_stage(
 
 
 def cli_comparison(
-    clips: dict[int, np.ndarray], threads: int, clips_source: str
+    clips: dict[int, np.ndarray], threads: int, clips_source: str, device: str = "cpu"
 ) -> dict[str, Any]:
     """Separate the same clips with the project's stage and with Demucs' CLI, each
     in a fresh process; time both and score the project's stems against the CLI's."""
@@ -222,6 +222,8 @@ def cli_comparison(
                 *map(str, files),
                 "--threads",
                 str(threads),
+                "--device",
+                device,
             ],
             threads,
         )
@@ -235,7 +237,7 @@ def cli_comparison(
                 "-n",
                 REFERENCE_NAME,
                 "-d",
-                "cpu",
+                device,
                 "--shifts",
                 "0",
                 "--float32",
@@ -284,6 +286,7 @@ def cli_comparison(
         "clip_seconds": next(iter(clips.values())).shape[-1] / MODEL_RATE,
         "clips_source": clips_source,
         "threads": threads,
+        "device": device,
         "project_s": project_s,
         "cli_s": cli_s,
         "project_tracks_per_s": len(clips) / project_s,
@@ -500,6 +503,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cli-seconds", type=float, default=CLIP_SECONDS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-cli", action="store_true")
+    parser.add_argument("--device", default="cpu", help="both sides: cpu or cuda")
     parser.add_argument("--training-steps", type=int, default=20, help="0 skips")
     parser.add_argument(
         "--project-stage",
@@ -510,7 +514,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.project_stage:
         repo, output, *files = map(Path, args.project_stage)
-        run_project_stage(repo, files, output, args.threads)
+        run_project_stage(repo, files, output, args.threads, args.device)
         return {}
     os.chdir(ROOT)
     torch.set_num_threads(args.threads)
@@ -524,7 +528,7 @@ def main(argv: list[str] | None = None) -> dict:
             source = "seeded tones and noise (no corpus)"
         before = [round(value, 2) for value in os.getloadavg()]
         result["cli"] = {
-            **cli_comparison(clips, args.threads, source),
+            **cli_comparison(clips, args.threads, source, args.device),
             "load_before": before,
             "load_after": [round(value, 2) for value in os.getloadavg()],
         }

@@ -326,11 +326,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tracks", type=int, default=128, help="random features only")
     parser.add_argument("--frames", type=int, default=862, help="862: 20 s clips")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = machine()
     settings = recipe("paper", args.max_epochs, repeats=1)
-    settings["training"]["progress"] = False
+    settings["training"].update(progress=False, device=args.device)
     features, table, described = load_features(args.tracks, args.frames)
     kinds = {}
     for kind in args.kinds:
@@ -340,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "features": described,
         "threads": args.threads,
+        "device": args.device,
         "max_epochs": args.max_epochs,
         "timed_epochs": args.timed_epochs,
         "recipe": settings,
