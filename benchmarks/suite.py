@@ -221,20 +221,26 @@ def run_benchmark(
         path = results_dir() / f"{benchmark.name}.json"
         result = json.loads(path.read_text()) if path.is_file() else {}
     summarize = getattr(module, "summarize", None)
-    return {
-        **record,
-        "status": "ok",
-        "seconds": round(time.perf_counter() - started, 1),
-        "argv": argv,
-        "load_after": [round(value, 2) for value in os.getloadavg()],
-        "summary": summarize(result) if summarize else [],
-    }
+    record.update(
+        status="ok",
+        seconds=round(time.perf_counter() - started, 1),
+        argv=argv,
+        load_after=[round(value, 2) for value in os.getloadavg()],
+    )
+    try:
+        record["summary"] = summarize(result) if summarize else []
+    except Exception as error:  # the figures were written; only the rows are lost
+        record["summary"] = []
+        record["note"] = f"no summary rows: {type(error).__name__}: {error}"
+    return record
 
 
 def _cell(value: Any, digits: int = 3) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
+        if abs(value) >= 10**digits:
+            return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
 
@@ -244,10 +250,11 @@ def summary_markdown(records: list[dict[str, Any]], suite: dict[str, Any]) -> st
     lines = [
         "# Benchmark summary",
         "",
-        f"`python -m benchmarks {' '.join(suite['argv'])}`".replace(" `", "`")
-        + f" at {suite['machine']['utc']}: {suite['machine']['cpus']} CPUs, load "
-        f"average {suite['machine']['load_average']} at the start (the machine is "
-        f"shared: read the ratios, which are measured in one run, not the seconds); "
+        "Each benchmark's rows come from its last run (the table *Runs* below says "
+        "when, and at what load average: the machine may be shared, so read the "
+        "ratios, measured within one run, rather than the seconds). Last command: "
+        f"`{' '.join(['python -m benchmarks', *suite['argv']])}` at "
+        f"{suite['machine']['utc']}, {suite['machine']['cpus']} CPUs, "
         f"{suite['seconds']:.0f} s in all, peak RSS {suite['peak_rss_mb']:,.0f} MB "
         "(this process and its children).",
         "",
