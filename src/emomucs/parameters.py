@@ -91,6 +91,14 @@ class Contributions(_Group):
     tolerance: float | None = None
 
 
+class Dask(_Group):
+    """``emomucs.runners.DaskRunner``'s cluster (docs/scaling.md)."""
+
+    scheduler: str | None = None
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+
+
 class Ingestion(_Group):
     on_bad_track: OnBadTrack | None = None
     chorus_span_tolerance_s: float | None = None
@@ -236,6 +244,7 @@ def _groups() -> dict[str, type]:
         "clipping": Clipping,
         "contributions": Contributions,
         "cv": Folds,
+        "dask": Dask,
         "features": Features,
         "ingestion": Ingestion,
         "plots": Plots,

@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from emomucs import audio_codec
+from emomucs.atomic import write_atomically
 from emomucs.fingerprints import changed_parts, source_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -217,7 +216,8 @@ class StemsCache:
         separator: str = "",
         parts: dict[str, Any] | None = None,
     ) -> None:
-        """Write through a temporary file in the same folder, then rename into place.
+        """Write atomically (:func:`emomucs.atomic.write_atomically`), so several
+        workers may write one folder.
 
         ``separator`` (its identity) is kept in the entry so that ``python -m
         emomucs.prune`` can tell the entries of other separators; ``parts`` (the
@@ -225,11 +225,6 @@ class StemsCache:
         """
         if self.directory is None:
             return
-        target = self.path(music_id, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp"
-        )
         stems = np.ascontiguousarray(stems, dtype=np.float32)
         # the rate only labels the FLAC stream; any valid one decodes the same samples
         encoded = audio_codec.encode(stems, 8000)
@@ -245,10 +240,6 @@ class StemsCache:
                 "scales": np.asarray(scales, dtype=np.float32),
                 "shape": np.asarray(stems.shape, dtype=np.int64),
             }
-        try:
-            with os.fdopen(descriptor, "wb") as stream:
-                np.savez(stream, **members)
-            os.replace(temporary, target)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        write_atomically(
+            self.path(music_id, key), lambda stream: np.savez(stream, **members)
+        )

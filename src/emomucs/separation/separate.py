@@ -17,6 +17,7 @@ from tqdm import tqdm
 from emomucs import SOURCES
 from emomucs.audio import LazyAudio, fix_length, resample, set_channels
 from emomucs.device import resolve_device
+from emomucs.fanout import map_in_order
 from emomucs.progress import quiet_progress
 from emomucs.separation.cache import StemsCache, audio_digest, environment
 from emomucs.separation.separators import CallableSeparator, LoadedSeparator
@@ -216,6 +217,69 @@ def _log_stale_entries(
         )
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """One batch of equally long clips to separate, with their cache keys.
+
+    Attributes:
+        music_ids: The tracks, in batch order.
+        seed: Seeds Demucs' random shifts for this batch.
+        keys: Each track's cache key (:meth:`StemsCache.digest`).
+        parts: Each track's key parts, kept in its entry.
+    """
+
+    music_ids: tuple[int, ...]
+    seed: int
+    keys: list[str]
+    parts: list[dict[str, Any]]
+
+
+def separate_and_cache_batch(
+    job: BatchJob,
+    clips: Mapping[int, np.ndarray],
+    separator: LoadedSeparator | CallableSeparator,
+    sample_rate: int,
+    output_rate: int,
+    options: ApplyOptions,
+    cache: StemsCache,
+) -> list[np.ndarray] | list[tuple[int, ...]]:
+    """Separate one batch and cache each track; one fan-out task of
+    :func:`separate_tracks`.
+
+    Returns:
+        With the cache on, each track's stems shape (the stems stay in the cache and
+        are not sent back); with it off, the stems.
+    """
+    # looked up here, one batch at a time (a LazyAudio decodes each clip)
+    batch = [clips[music_id] for music_id in job.music_ids]
+    try:
+        if isinstance(separator, CallableSeparator):
+            results = separate_with_callable(
+                separator, batch, list(job.music_ids), sample_rate, output_rate
+            )
+        else:
+            results = separate_batch(
+                separator.model,
+                batch,
+                sample_rate,
+                output_rate,
+                options,
+                seed=job.seed,
+            )
+    except Exception as error:
+        raise RuntimeError(
+            f"tracks {list(job.music_ids)}: separation with {separator.identity} "
+            f"failed: {error}"
+        ) from error
+    if not cache.enabled:
+        return results
+    for music_id, key, parts, result in zip(
+        job.music_ids, job.keys, job.parts, results, strict=True
+    ):
+        cache.save(music_id, key, result, separator.identity, parts)
+    return [result.shape for result in results]
+
+
 def separate_tracks(
     clips: Mapping[int, np.ndarray],
     sample_rate: int,
@@ -281,6 +345,15 @@ def separate_tracks(
         )
     # one clip per call with random shifts, so a clip's stems do not depend on its batch
     size = 1 if options.shifts else max(1, options.batch_size)
+    jobs = [
+        BatchJob(
+            tuple(batch),
+            seed * 1_000_003 + batch[0],
+            [keys[music_id] for music_id in batch],
+            [parts[music_id] for music_id in batch],
+        )
+        for batch in _batches(pending, lengths, size)
+    ]
     bar = tqdm(
         total=len(pending),
         unit="track",
@@ -288,43 +361,28 @@ def separate_tracks(
         disable=not progress or quiet_progress(),
     )
     with bar:
-        for batch in _batches(pending, lengths, size):
-            batch_seed = seed * 1_000_003 + batch[0]
-            try:
-                if isinstance(separator, CallableSeparator):
-                    results = separate_with_callable(
-                        separator,
-                        [clips[music_id] for music_id in batch],
-                        batch,
-                        sample_rate,
-                        output_rate,
-                    )
-                else:
-                    results = separate_batch(
-                        separator.model,
-                        [clips[music_id] for music_id in batch],
-                        sample_rate,
-                        output_rate,
-                        options,
-                        seed=batch_seed,
-                    )
-            except Exception as error:
-                raise RuntimeError(
-                    f"tracks {batch}: separation with {separator.identity} failed: {error}"
-                ) from error
-            for music_id, result in zip(batch, results, strict=True):
+        # one task per batch on a Dask cluster when one is reachable, else this loop
+        done = map_in_order(
+            separate_and_cache_batch,
+            jobs,
+            shared={
+                "clips": clips,
+                "separator": separator,
+                "sample_rate": sample_rate,
+                "output_rate": output_rate,
+                "options": options,
+                "cache": cache,
+            },
+            label="separate",
+            on_done=lambda job, _: bar.update(len(job.music_ids)),
+        )
+    for job, results in zip(jobs, done, strict=True):
+        for music_id, result in zip(job.music_ids, results, strict=True):
+            if cache.enabled:
+                shapes[music_id] = result
+            else:
                 shapes[music_id] = result.shape
-                if cache.enabled:
-                    cache.save(
-                        music_id,
-                        keys[music_id],
-                        result,
-                        separator.identity,
-                        parts[music_id],
-                    )
-                else:
-                    stems[music_id] = result
-            bar.update(len(batch))
+                stems[music_id] = result
     if not cache.enabled:
         return stems
     return LazyAudio(

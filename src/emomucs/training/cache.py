@@ -18,15 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from emomucs.atomic import write_atomically, write_text_atomically
 from emomucs.fingerprints import changed_parts, source_fingerprint
 
 log = logging.getLogger(__name__)
@@ -132,21 +131,16 @@ class SplitCache:
     def save(
         self, repeat: int, outer: int, inner: int, key: str, entry: dict[str, Any]
     ) -> None:
-        """Write ``entry`` atomically (temporary file, then rename)."""
+        """Write ``entry`` atomically (:func:`emomucs.atomic.write_atomically`), so
+        several workers may write one folder."""
         if self.directory is None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self._path(repeat, outer, inner, key)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(entry, stream)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda stream: torch.save(entry, stream))
         # after the entry: a sidecar without its entry would explain nothing
-        path.with_suffix(".json").write_text(json.dumps(self.parts, sort_keys=True))
+        write_text_atomically(
+            path.with_suffix(".json"), json.dumps(self.parts, sort_keys=True)
+        )
 
     def _explain_miss(self, repeat: int, outer: int, inner: int, path: Path) -> None:
         """Log, once per reason, which key part differs from the split's newest

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from emomucs.fanout import map_in_order
 from emomucs.models import from_checkpoint, to_checkpoint
-from emomucs.training.cache import SplitCache, environment, hash_values
+from emomucs.training.cache import SplitCache, environment, hash_values, slug
 from emomucs.training.data import (
     FeatureSet,
     Standardiser,
@@ -426,15 +427,48 @@ def run_nested_cv(
             jobs.append(SplitJob(repeat, split, starts, key, where))
 
     entries: dict[tuple[int, int, int], dict[str, Any]] = {}
+    todo = []
     for job in jobs:
         entry = cache.load(job.repeat, job.split.outer, job.split.inner, job.key)
         if entry is None:
-            entry = _train_split(data, job, shape, options)
-            cache.save(job.repeat, job.split.outer, job.split.inner, job.key, entry)
+            todo.append(job)
         else:
             log.info("%s: reused from the cache", job.where)
+            entries[job.repeat, job.split.outer, job.split.inner] = entry
+    # one task per split on a Dask cluster when one is reachable, else this loop;
+    # results come back in the jobs' order either way
+    trained = map_in_order(
+        train_and_cache_split,
+        todo,
+        shared={"data": data, "shape": shape, "options": options, "cache": cache},
+        label=f"train-{slug(name)}",
+    )
+    for job, entry in zip(todo, trained, strict=True):
         entries[job.repeat, job.split.outer, job.split.inner] = entry
     return _collect(data, jobs, entries, options, features, folds_id)
+
+
+def train_and_cache_split(
+    job: SplitJob,
+    data: _Data,
+    shape: dict[str, int],
+    options: CVOptions,
+    cache: SplitCache,
+) -> dict[str, Any]:
+    """Train one split and cache it; one fan-out task of :func:`run_nested_cv`.
+
+    Self-contained, so a Dask worker (or a second worker, after the first died) gives
+    what the sequential loop gives: the split seeds itself (:func:`split_seed`), sets
+    the run's torch threads, and reuses an entry another attempt already wrote.
+    """
+    if options.num_threads:
+        torch.set_num_threads(int(options.num_threads))
+    where = (job.repeat, job.split.outer, job.split.inner)
+    entry = cache.load(*where, job.key)
+    if entry is None:
+        entry = _train_split(data, job, shape, options)
+        cache.save(*where, job.key, entry)
+    return entry
 
 
 def _collect(

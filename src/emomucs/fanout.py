@@ -1,0 +1,119 @@
+"""Fan-out of a node's independent jobs to a Dask cluster, when one is reachable.
+
+The heavy nodes (separation, nested CV) are loops over independent jobs: batches of
+tracks, (outer fold, inner split, repeat) trainings. :func:`map_in_order` runs such a
+loop on the Dask cluster a node runs on, one task per job, and returns the results in
+the jobs' order, so what the node does with them (and every number it computes) is
+the same as in the plain loop. A cluster is *reachable* when this process is a Dask
+worker (the node runs under :class:`emomucs.runners.DaskRunner`) or holds a Dask
+client (``distributed.Client(...)`` in a notebook); otherwise, and for fewer than two
+jobs, the loop runs here, in order, as it always did.
+
+Jobs must be self-contained: seeded from their own description (never from state a
+previous job left behind), and writing any file through
+:func:`emomucs.atomic.write_atomically`, since Dask runs a job again on another
+worker when the worker running it dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+_Job = TypeVar("_Job")
+_Result = TypeVar("_Result")
+
+
+@contextmanager
+def _cluster_client():
+    """A Dask client to submit to (the worker's, seceded from its thread pool while
+    the jobs run), or None when no cluster is reachable."""
+    if "distributed" not in sys.modules:  # nothing could have made a client
+        yield None
+        return
+    from distributed import get_worker, worker_client
+    from distributed.client import Client
+
+    try:
+        get_worker()
+    except ValueError:
+        try:
+            client = Client.current()
+        except ValueError:
+            client = None
+        if client is not None and client.status != "running":
+            client = None
+        yield client
+        return
+    # a task waiting on tasks it submitted gives its thread back to the worker
+    with worker_client() as client:
+        yield client
+
+
+def map_in_order(
+    function: Callable[..., _Result],
+    jobs: Sequence[_Job],
+    *,
+    shared: dict[str, Any] | None = None,
+    label: str = "job",
+    on_done: Callable[[_Job, _Result], object] | None = None,
+) -> list[_Result]:
+    """``[function(job, **shared) for job in jobs]``, on the cluster when one is
+    reachable.
+
+    Args:
+        function: A module-level function (workers import it by name).
+        jobs: Small, picklable job descriptions, one task each.
+        shared: Keyword arguments every job reads (data, options): sent to every
+            worker once rather than with each task.
+        label: Names the tasks in Dask's dashboard and the log.
+        on_done: Called with each job and its result as it finishes (in the
+            order of ``jobs`` here, in the order they finish on a cluster), e.g.
+            to advance a progress bar.
+
+    Returns:
+        The results in the order of ``jobs``.
+    """
+    shared = shared or {}
+    with _cluster_client() as client:
+        if client is None or len(jobs) < 2:
+            results = []
+            for job in jobs:
+                results.append(function(job, **shared))
+                if on_done is not None:
+                    on_done(job, results[-1])
+            return results
+        # every worker gets a copy: a worker that dies takes no input with it
+        scattered = {
+            name: client.scatter([value], broadcast=True, hash=False)[0]
+            for name, value in shared.items()
+        }
+        from distributed import as_completed
+
+        run = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(
+                function, job, **scattered, key=f"{label}-{run}-{i}", pure=False
+            )
+            for i, job in enumerate(jobs)
+        ]
+        log.info(
+            "%s: %d jobs on the Dask cluster at %s",
+            label,
+            len(jobs),
+            client.scheduler.address,
+        )
+        try:
+            if on_done is not None:
+                index = {future.key: i for i, future in enumerate(futures)}
+                for future in as_completed(futures):
+                    on_done(jobs[index[future.key]], future.result())
+            return client.gather(futures)
+        finally:
+            client.cancel([*futures, *scattered.values()])

@@ -1,0 +1,183 @@
+"""``kedro run --runner=emomucs.runners.DaskRunner`` on a local cluster of two worker
+processes gives what ``SequentialRunner`` gives, and survives a worker killed mid-run.
+
+Two throw-away copies of the tiny project (the same synthetic corpus and tiny Demucs
+separator) run ``kedro run --pipeline=emomucs_late --env=tiny``: ingestion →
+separation → features → the eight single-source models and six EmoMucs variants →
+results table. One runs sequentially, the other on a ``LocalCluster`` this test owns
+(two worker processes of one thread, reached through ``EMOMUCS_DASK_SCHEDULER``), so
+nodes run side by side and separation and training fan out one task per batch and per
+split. While the Dask run trains, the test kills (SIGKILL) the worker process running
+a training task; the nanny starts a new one and Dask runs the task again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from emomucs.atomic import TEMPORARY_SUFFIX
+from emomucs.runners import SCHEDULER_ENV
+from tests.test_determinism import OVERRIDES as DETERMINISM_OVERRIDES
+from tests.tiny_project import (
+    kedro,
+    latest,
+    make_project,
+    make_synthetic_corpus,
+    merge,
+    write_tiny_repo,
+)
+
+OVERRIDES = merge(
+    DETERMINISM_OVERRIDES,
+    {
+        "training": {"repeats": 1, "max_epochs": 1},
+        "contributions": {"shapley": False},
+    },
+)
+RUN = ("run", "--pipeline=emomucs_late", "--env=tiny")
+CACHES = ("data/06_models/cv_cache", "data/03_primary/stems_cache")
+VERSION = r"/\d{4}-\d{2}-\d{2}T[\d.]+Z/"
+
+
+class _Killer(threading.Thread):
+    """Kills, once, the worker process that is running a task whose key starts
+    with ``prefix``, and records which task and process."""
+
+    def __init__(self, client, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.prefix = client, prefix
+        self.pids = client.run(os.getpid)  # worker address -> process id
+        self.killed: tuple[str, int] | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for address, keys in self.client.processing().items():
+                running = [k for k in keys if str(k).startswith(self.prefix)]
+                if running and address in self.pids:
+                    os.kill(self.pids[address], signal.SIGKILL)
+                    self.killed = (str(running[0]), self.pids[address])
+                    return
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """The sequential and the Dask project after their runs, and what was killed."""
+    from distributed import Client, LocalCluster
+
+    root = tmp_path_factory.mktemp("dask")
+    sequential = make_project(root / "sequential", OVERRIDES)
+    dask = make_project(root / "dask", OVERRIDES)
+    write_tiny_repo(sequential / "data/06_models/separator")
+    make_synthetic_corpus(sequential)
+    for folder in ("data/01_raw", "data/06_models/separator"):
+        shutil.copytree(sequential / folder, dask / folder)
+    kedro(sequential, *RUN)
+
+    here = Path.cwd()
+    os.chdir(dask)  # workers resolve the caches' relative paths from their folder
+    try:
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            killer = _Killer(client, "train-")
+            killer.start()
+            try:
+                output = kedro(
+                    dask,
+                    *RUN,
+                    "--runner=emomucs.runners.DaskRunner",
+                    env={SCHEDULER_ENV: cluster.scheduler_address},
+                )
+            finally:
+                killer.stop.set()
+                killer.join()
+            story = cluster.scheduler.story(killer.killed[0]) if killer.killed else []
+    finally:
+        os.chdir(here)
+    return {
+        "sequential": sequential,
+        "dask": dask,
+        "killed": killer.killed,
+        "story": story,
+        "output": output,
+    }
+
+
+def _files(project: Path, folder: str = "data") -> list[str]:
+    """Every file under ``folder``, version timestamps replaced by ``<v>``; the
+    temporary file a killed write leaves (never read) is left out."""
+    root = project / folder
+    names = (
+        str(p.relative_to(project))
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.endswith(TEMPORARY_SUFFIX)
+    )
+    return sorted(pd.Series(list(names)).str.replace(VERSION, "/<v>/", regex=True))
+
+
+@pytest.mark.slow
+def test_dask_runner_gives_the_sequential_results_table_and_metrics(runs):
+    sequential, dask = runs["sequential"], runs["dask"]
+    assert "Dask: scheduler tcp://" in runs["output"]
+    tables = [
+        "data/08_reporting/results_table.csv",
+        "data/08_reporting/results_differences.csv",
+    ]
+    variants = sorted(
+        p.name for p in (sequential / "data/08_reporting").glob("*.c*") if p.is_dir()
+    )
+    assert len(variants) == 14  # 8 single-source models, 6 EmoMucs late variants
+    tables += [f"data/08_reporting/{v}/cv_metrics.csv" for v in variants]
+    tables += [f"data/07_model_output/{v}/cv_predictions.csv" for v in variants]
+    for table in tables:
+        expected = latest(sequential, table).read_bytes()
+        assert latest(dask, table).read_bytes() == expected, table
+    results = pd.read_csv(latest(dask, tables[0]))
+    assert len(results) == 14 and results["r2_valence_mean"].notna().all()
+
+
+@pytest.mark.slow
+def test_dask_run_survives_a_killed_worker_with_nothing_lost_or_duplicated(runs):
+    sequential, dask = runs["sequential"], runs["dask"]
+    assert runs["killed"] is not None, "no training task was ever seen running"
+    key, pid = runs["killed"]
+    # the scheduler ran the killed task twice: on the dead worker, then again
+    starts = [t for t in runs["story"] if t[2] == "processing"]
+    assert len(starts) >= 2, runs["story"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+    # the same artifacts, one version each, and the same cache entries: nothing
+    # lost, nothing written twice under another name
+    assert _files(dask) == _files(sequential)
+    for cache in CACHES:
+        entries = sorted(p for p in (dask / cache).rglob("*") if p.is_file())
+        finished = [p for p in entries if not p.name.endswith(TEMPORARY_SUFFIX)]
+        assert [str(p.relative_to(dask)) for p in finished] == [
+            str(p.relative_to(sequential))
+            for p in sorted((sequential / cache).rglob("*"))
+            if p.is_file()
+        ]
+    for entry in sorted((dask / CACHES[0]).rglob("*.pt")):
+        same = sequential / entry.relative_to(dask)
+        a, b = torch.load(entry, weights_only=True), torch.load(same, weights_only=True)
+        assert a["best_loss"] == b["best_loss"] and a["history"] == b["history"]
+        for name, tensor in a["checkpoint"]["state"].items():
+            assert torch.equal(tensor, b["checkpoint"]["state"][name]), entry
