@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -56,6 +57,16 @@ def _cluster_client():
         yield client
 
 
+def _value(value: _Result) -> _Result:
+    """A task that returns its argument: how shared inputs reach the workers.
+
+    Unlike ``client.scatter``, the value is part of the task graph, so when the
+    worker holding it dies the scheduler recomputes it (sends it again) instead of
+    failing the jobs that need it; each worker fetches it once.
+    """
+    return value
+
+
 def map_in_order(
     function: Callable[..., _Result],
     jobs: Sequence[_Job],
@@ -70,8 +81,8 @@ def map_in_order(
     Args:
         function: A module-level function (workers import it by name).
         jobs: Small, picklable job descriptions, one task each.
-        shared: Keyword arguments every job reads (data, options): sent to every
-            worker once rather than with each task.
+        shared: Keyword arguments every job reads (data, options): sent to the
+            cluster once (not with each task), fetched once by each worker.
         label: Names the tasks in Dask's dashboard and the log.
         on_done: Called with each job and its result as it finishes (in the
             order of ``jobs`` here, in the order they finish on a cluster), e.g.
@@ -89,20 +100,25 @@ def map_in_order(
                 if on_done is not None:
                     on_done(job, results[-1])
             return results
-        # every worker gets a copy: a worker that dies takes no input with it
-        scattered = {
-            name: client.scatter([value], broadcast=True, hash=False)[0]
-            for name, value in shared.items()
-        }
         from distributed import as_completed
 
         run = uuid.uuid4().hex[:8]
-        futures = [
-            client.submit(
-                function, job, **scattered, key=f"{label}-{run}-{i}", pure=False
-            )
-            for i, job in enumerate(jobs)
-        ]
+        with warnings.catch_warnings():
+            # the shared inputs travel in the graph on purpose (see _value)
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+            warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+            inputs = {
+                name: client.submit(
+                    _value, value, key=f"{label}-{run}-{name}", pure=False
+                )
+                for name, value in shared.items()
+            }
+            futures = [
+                client.submit(
+                    function, job, **inputs, key=f"{label}-{run}-{i}", pure=False
+                )
+                for i, job in enumerate(jobs)
+            ]
         log.info(
             "%s: %d jobs on the Dask cluster at %s",
             label,
@@ -116,4 +132,4 @@ def map_in_order(
                     on_done(jobs[index[future.key]], future.result())
             return client.gather(futures)
         finally:
-            client.cancel([*futures, *scattered.values()])
+            client.cancel([*futures, *inputs.values()])

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from emomucs import SOURCES
+from emomucs.atomic import TEMPORARY_SUFFIX
 from emomucs.models import from_checkpoint
 from emomucs.training import (
     CVOptions,
@@ -288,7 +289,7 @@ def test_a_killed_run_resumes_from_finished_splits(
     spec = _spec(model="C1D", sources=["bass"])
     first = run_nested_cv(spec, features, table, folds, options)
     files = sorted(tmp_path.rglob("*.pt"))
-    assert len(files) == 6 and not list(tmp_path.rglob("*.part"))
+    assert len(files) == 6 and not list(tmp_path.rglob(f"*{TEMPORARY_SUFFIX}"))
     calls = []
     real = nested_cv.train_model
 
