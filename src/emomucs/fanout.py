@@ -58,13 +58,22 @@ def _cluster_client():
 
 
 def _value(value: _Result) -> _Result:
-    """A task that returns its argument: how shared inputs reach the workers.
-
-    Unlike ``client.scatter``, the value is part of the task graph, so when the
-    worker holding it dies the scheduler recomputes it (sends it again) instead of
-    failing the jobs that need it; each worker fetches it once.
-    """
     return value
+
+
+def upload(client, value: Any, key: str):
+    """A future holding ``value`` on the cluster, for tasks to take as an argument.
+
+    Unlike ``client.scatter``, the value is part of the task graph (a task that
+    returns it), so when the worker holding it dies the scheduler recomputes it
+    (sends it again) instead of failing the tasks that need it; each worker fetches
+    it once, however many of its tasks read it.
+    """
+    with warnings.catch_warnings():
+        # the value travels in the graph on purpose
+        warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+        warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+        return client.submit(_value, value, key=key, pure=False)
 
 
 def map_in_order(
@@ -103,22 +112,14 @@ def map_in_order(
         from distributed import as_completed
 
         run = uuid.uuid4().hex[:8]
-        with warnings.catch_warnings():
-            # the shared inputs travel in the graph on purpose (see _value)
-            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
-            warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
-            inputs = {
-                name: client.submit(
-                    _value, value, key=f"{label}-{run}-{name}", pure=False
-                )
-                for name, value in shared.items()
-            }
-            futures = [
-                client.submit(
-                    function, job, **inputs, key=f"{label}-{run}-{i}", pure=False
-                )
-                for i, job in enumerate(jobs)
-            ]
+        inputs = {
+            name: upload(client, value, f"{label}-{run}-{name}")
+            for name, value in shared.items()
+        }
+        futures = [
+            client.submit(function, job, **inputs, key=f"{label}-{run}-{i}", pure=False)
+            for i, job in enumerate(jobs)
+        ]
         log.info(
             "%s: %d jobs on the Dask cluster at %s",
             label,

@@ -197,22 +197,23 @@ class DaskRunner(AbstractRunner):
         done: set[Node] = set()
         running: dict[Any, Node] = {}
         inputs_of: dict[Node, dict[str, Any]] = {}
-        run = uuid.uuid4().hex[:8]
+        data = _Uploads(catalog, load_counts)
         with self._client(catalog) as client:
             client.forward_logging("emomucs", level=logging.INFO)
+            data.client = client
             while True:
                 ready = sorted(
                     (n for n in todo if dependencies[n] <= done), key=order.get
                 )
                 todo -= set(ready)
                 for node in ready:
-                    inputs = self._load_inputs(node, catalog, hook_manager, run_id)
+                    inputs = self._load_inputs(node, data, hook_manager, run_id)
                     inputs_of[node] = inputs
                     future = client.submit(
                         run_node_function,
                         node,
-                        inputs,
-                        key=f"node-{run}-{order[node]}-{node.name}",
+                        data.arguments(node, inputs),
+                        key=f"node-{data.run}-{order[node]}-{node.name}",
                         pure=False,
                     )
                     running[future] = node
@@ -251,7 +252,7 @@ class DaskRunner(AbstractRunner):
     @staticmethod
     def _load_inputs(
         node: Node,
-        catalog: CatalogProtocol,
+        data: _Uploads,
         hook_manager: PluginManager,
         run_id: str | None,
     ) -> dict[str, Any]:
@@ -260,15 +261,15 @@ class DaskRunner(AbstractRunner):
         inputs = {}
         for name in node.inputs:
             hook_manager.hook.before_dataset_loaded(dataset_name=name, node=node)
-            inputs[name] = catalog.load(name)
+            inputs[name] = data.load(name)
             hook_manager.hook.after_dataset_loaded(
                 dataset_name=name, data=inputs[name], node=node
             )
-        inputs.update(
-            Task._collect_inputs_from_hook(
-                node, catalog, inputs, False, hook_manager, run_id=run_id
-            )
+        changed = Task._collect_inputs_from_hook(
+            node, data.catalog, inputs, False, hook_manager, run_id=run_id
         )
+        data.replaced[node] = set(changed)
+        inputs.update(changed)
         return inputs
 
     @staticmethod
@@ -300,3 +301,49 @@ class DaskRunner(AbstractRunner):
             )
         for name in node.confirms:
             catalog.confirm(name)
+
+
+class _Uploads:
+    """Datasets loaded here and sent to the cluster once each, however many nodes
+    read them (the eight single-source models read one feature set).
+
+    A dataset is loaded from the catalog once while nodes still need it and sent as
+    one task (:func:`emomucs.fanout.upload`), so the scheduler and each worker hold
+    one copy; both are dropped once the last node reading it has been submitted (the
+    cluster keeps the data until those nodes have run).
+    """
+
+    def __init__(self, catalog: CatalogProtocol, load_counts: Counter) -> None:
+        self.catalog = catalog
+        self.client: Client | None = None
+        self.run = uuid.uuid4().hex[:8]
+        self.replaced: dict[Node, set[str]] = {}
+        self._pending = Counter(load_counts)
+        self._loaded: dict[str, Any] = {}
+        self._futures: dict[str, Any] = {}
+
+    def load(self, name: str) -> Any:
+        if name not in self._loaded:
+            self._loaded[name] = self.catalog.load(name)
+        return self._loaded[name]
+
+    def arguments(self, node: Node, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The node's inputs as the task takes them: futures of the uploaded
+        datasets, and the values a ``before_node_run`` hook replaced."""
+        from emomucs.fanout import upload
+
+        arguments = {}
+        replaced = self.replaced.pop(node, set())
+        for name, value in inputs.items():
+            if name in replaced:
+                arguments[name] = value
+            else:
+                if name not in self._futures:
+                    key = f"data-{self.run}-{name}"
+                    self._futures[name] = upload(self.client, value, key)
+                arguments[name] = self._futures[name]
+            self._pending[name] -= 1
+            if self._pending[name] < 1:
+                self._loaded.pop(name, None)
+                self._futures.pop(name, None)
+        return arguments
