@@ -1,7 +1,7 @@
 """Dask scaling benchmark: the nested-CV training grid on a local 2-worker cluster
 against the sequential loop, on this machine.
 
-    python -m benchmarks.dask_scaling [--tracks 48] [--seconds 10] [--epochs 6]
+    python -m benchmarks.dask_scaling [--tracks 32] [--seconds 8] [--epochs 4]
                                       [--repeats 2] [--workers 2] [--model C2D]
 
 Trains one variant's whole grid (3 outer folds × 2 inner splits × ``--repeats``) on
@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,20 @@ def _train(inputs, model: str, epochs: int, repeats: int, threads: int):
     return time.perf_counter() - start, result.predictions
 
 
+def _cpu_seconds(client=None) -> float:
+    """CPU seconds used so far by this process, or by the client's workers."""
+    if client is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    return sum(client.run(_cpu_seconds).values())
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure, write ``dask.json`` and ``dask.md``, return what was written."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracks", type=int, default=48)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--tracks", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model", default="C2D", choices=["C1D", "C2D"])
@@ -102,8 +111,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     inputs = _inputs(args.tracks, args.seconds)
     grid = (args.model, args.epochs, args.repeats)
+    cpu = {}
+    before = _cpu_seconds()
     threaded, threaded_predictions = _train(inputs, *grid, threads=args.workers)
+    cpu["threaded"], before = _cpu_seconds() - before, _cpu_seconds()
     single, single_predictions = _train(inputs, *grid, threads=1)
+    cpu["single"] = _cpu_seconds() - before
     start = time.perf_counter()
     with (
         LocalCluster(
@@ -116,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ):
         client.run(lambda: __import__("emomucs.training"))  # workers ready to train
         startup = time.perf_counter() - start
+        before = _cpu_seconds(client)
         dask, dask_predictions = _train(inputs, *grid, threads=1)
+        cpu["dask"] = _cpu_seconds(client) - before
     identical = dask_predictions.equals(single_predictions)
     columns = [c for c in single_predictions if c.endswith("_pred")]
     thread_difference = float(
@@ -142,6 +157,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"dask_{args.workers}_workers": round(dask, 2),
             "dask_cluster_startup": round(startup, 2),
         },
+        "cpu_seconds": {
+            f"sequential_{args.workers}_threads": round(cpu["threaded"], 2),
+            "sequential_1_thread": round(cpu["single"], 2),
+            f"dask_{args.workers}_workers": round(cpu["dask"], 2),
+        },
         "speedup": {
             "dask_vs_sequential_threads": round(threaded / dask, 2),
             "dask_vs_sequential_1_thread": round(single / dask, 2),
@@ -160,8 +180,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _markdown(result: dict[str, Any]) -> str:
     settings, seconds = result["settings"], result["seconds"]
-    rows = "| run | seconds |\n|---|---:|\n" + "\n".join(
-        f"| {name} | {value} |" for name, value in seconds.items()
+    cpu = result["cpu_seconds"]
+    rows = "| run | wall seconds | CPU seconds |\n|---|---:|---:|\n" + "\n".join(
+        f"| {name} | {value} | {cpu.get(name, '')} |" for name, value in seconds.items()
     )
     speedups = "\n".join(f"- {k}: **{v}×**" for k, v in result["speedup"].items())
     return (
@@ -172,7 +193,8 @@ def _markdown(result: dict[str, Any]) -> str:
         f"{settings['repeats']} repeats), {settings['epochs']} epochs each; "
         f"{result['machine']['cpus']} CPUs, load average "
         f"{', '.join(f'{x:.2f}' for x in result['machine']['load_average'])} "
-        "(a shared machine: read the ratios, measured in one run).\n\n"
+        "(a shared machine: read the ratios, measured in one run; CPU seconds are "
+        "this process's, or the workers' for the Dask run).\n\n"
         f"{rows}\n\n{speedups}\n\n"
         "Dask predictions identical to the one-thread sequential run: "
         f"**{result['dask_predictions_identical_to_1_thread']}**; largest prediction "

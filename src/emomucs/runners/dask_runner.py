@@ -50,6 +50,8 @@ SCHEDULER_ENV = "EMOMUCS_DASK_SCHEDULER"
 PARAMETERS = "params:dask"
 """The parameter group the runner reads (``conf/base/parameters/dask.yml``)."""
 
+TRAINING = "params:training"
+
 
 def run_node_function(node: Node, inputs: dict[str, Any]) -> dict[str, Any]:
     """The node's outputs from its loaded inputs: the task a worker runs."""
@@ -148,6 +150,23 @@ class DaskRunner(AbstractRunner):
         finally:
             chatter.setLevel(level)
 
+    def _warn_if_threads_unset(
+        self, pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        """Training on workers uses their torch thread count unless
+        ``training.num_threads`` says otherwise; thread counts change the results."""
+        if TRAINING not in pipeline.inputs():
+            return
+        if (catalog.load(TRAINING) or {}).get("num_threads") is None:
+            self._logger.warning(
+                "training.num_threads is null: Dask workers train with their own "
+                "torch thread count (1 on a local cluster), a sequential run with "
+                "torch's default (%d here), and thread counts change the trained "
+                "models; set training.num_threads to compare runs "
+                "(docs/scaling.md#same-numbers)",
+                os.cpu_count() or 1,
+            )
+
     def _check_folders(self, client: Client) -> None:
         """Warn when workers run in another folder than this process: parameters
         such as ``training.cache_dir`` and ``separation.separator.repo`` are paths
@@ -198,6 +217,7 @@ class DaskRunner(AbstractRunner):
         running: dict[Any, Node] = {}
         inputs_of: dict[Node, dict[str, Any]] = {}
         data = _Uploads(catalog, load_counts)
+        self._warn_if_threads_unset(pipeline, catalog)
         with self._client(catalog) as client:
             client.forward_logging("emomucs", level=logging.INFO)
             data.client = client
