@@ -12,7 +12,8 @@ in one run so the machine's load weighs on all three alike:
   with ``training.num_threads: null``);
 - sequential, one torch thread;
 - :func:`emomucs.training.run_nested_cv` with a Dask ``LocalCluster`` of ``--workers``
-  single-threaded worker processes reachable (the fan-out of
+  single-threaded worker processes reachable (started as the runner starts one,
+  :func:`emomucs.runners.local_cluster`) (the fan-out of
   ``kedro run --runner=emomucs.runners.DaskRunner``: one task per split), timed
   with and without starting the cluster.
 
@@ -107,7 +108,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model", default="C2D", choices=["C1D", "C2D"])
     args = parser.parse_args(argv)
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from emomucs.runners import local_cluster
 
     inputs = _inputs(args.tracks, args.seconds)
     grid = (args.model, args.epochs, args.repeats)
@@ -119,12 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cpu["single"] = _cpu_seconds() - before
     start = time.perf_counter()
     with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        ) as cluster,
+        local_cluster(args.workers, 1) as cluster,
         Client(cluster) as client,
     ):
         client.run(lambda: __import__("emomucs.training"))  # workers ready to train

@@ -53,6 +53,33 @@ PARAMETERS = "params:dask"
 TRAINING = "params:training"
 
 
+@contextmanager
+def local_cluster(n_workers: int, threads_per_worker: int = 1):
+    """A ``LocalCluster`` of worker processes as the runner starts one.
+
+    Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory
+    back to the system sooner); training torch models that way cost about 1.5-2×
+    the CPU time of the same splits without it on this project's 2-core machine
+    (``benchmarks/dask_scaling.py``, noisy), so these workers keep glibc's default.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    # set while the cluster lives: the nanny reads it again to restart a worker
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+    ):
+        yield cluster
+
+
 def run_node_function(node: Node, inputs: dict[str, Any]) -> dict[str, Any]:
     """The node's outputs from its loaded inputs: the task a worker runs."""
     return node.run(inputs)
@@ -115,7 +142,7 @@ class DaskRunner(AbstractRunner):
     def _client(self, catalog: CatalogProtocol) -> Iterator[Client]:
         """A client of the configured scheduler, or of a local cluster started for
         this run (closed after it)."""
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         settings = self._settings(catalog)
         if settings["scheduler"]:
@@ -133,11 +160,8 @@ class DaskRunner(AbstractRunner):
         chatter.setLevel(logging.WARNING)
         try:
             with (
-                LocalCluster(
-                    n_workers=int(settings["n_workers"]),
-                    threads_per_worker=int(settings["threads_per_worker"]),
-                    processes=True,
-                    dashboard_address=None,
+                local_cluster(
+                    int(settings["n_workers"]), int(settings["threads_per_worker"])
                 ) as cluster,
                 Client(cluster) as client,
             ):
