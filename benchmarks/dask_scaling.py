@@ -11,10 +11,10 @@ in one run so the machine's load weighs on all three alike:
 - sequential, torch on ``--workers`` threads (what ``kedro run`` does on this machine
   with ``training.num_threads: null``);
 - sequential, one torch thread;
-- :func:`emomucs.training.run_nested_cv` with a Dask ``LocalCluster`` of ``--workers``
-  single-threaded worker processes reachable (started as the runner starts one,
-  :func:`emomucs.runners.local_cluster`) (the fan-out of
-  ``kedro run --runner=emomucs.runners.DaskRunner``: one task per split), timed
+- :func:`emomucs.training.run_nested_cv` with a Dask cluster of ``--workers``
+  single-threaded worker processes reachable, started as the runner starts one
+  (:func:`emomucs.runners.local_cluster`): the fan-out of
+  ``kedro run --runner=emomucs.runners.DaskRunner``, one task per split; timed
   with and without starting the cluster.
 
 It checks that the Dask run's predictions equal the one-thread sequential run's bit

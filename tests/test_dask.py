@@ -5,7 +5,7 @@ Two throw-away copies of the tiny project (the same synthetic corpus and tiny De
 separator) run ``emomucs_late`` up to its C1D finetune and freeze variants
 (ingestion → separation → features → the four single-source C1D models → the two
 EmoMucs variants → metrics), then ``--pipeline=reporting`` (the results table of what
-ran). One runs sequentially, the other on a ``LocalCluster`` this test owns
+ran). One runs sequentially, the other on a local cluster this test owns
 (two worker processes of one thread, reached through ``EMOMUCS_DASK_SCHEDULER``), so
 nodes run side by side and separation and training fan out one task per batch and per
 split. While the Dask run trains, the test kills (SIGKILL) the worker process running
@@ -28,7 +28,7 @@ import torch
 
 from emomucs.atomic import TEMPORARY_SUFFIX, write_atomically, write_text_atomically
 from emomucs.fanout import map_in_order
-from emomucs.runners import SCHEDULER_ENV
+from emomucs.runners import SCHEDULER_ENV, local_cluster
 from tests.test_determinism import OVERRIDES as DETERMINISM_OVERRIDES
 from tests.tiny_project import (
     kedro,
@@ -96,7 +96,7 @@ class _Killer(threading.Thread):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """The sequential and the Dask project after their runs, and what was killed."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     root = tmp_path_factory.mktemp("dask")
     sequential = make_project(root / "sequential", OVERRIDES)
@@ -112,12 +112,7 @@ def runs(tmp_path_factory) -> dict:
     os.chdir(dask)  # workers resolve the caches' relative paths from their folder
     try:
         with (
-            LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            ) as cluster,
+            local_cluster(2, 1) as cluster,
             Client(cluster) as client,
         ):
             killer = _Killer(client, SPLIT_TASK)
