@@ -20,7 +20,7 @@ in one run so the machine's load weighs on all three alike:
 It checks that the Dask run's predictions equal the one-thread sequential run's bit
 for bit (the same per-split seeds and thread count), and reports how far the
 multi-threaded run's are from them (thread count changes float rounding). No cache:
-every run trains every split. Writes ``benchmarks/results/dask.json`` and ``dask.md``
+every run trains every split. Writes ``benchmarks/results/dask_scaling.json`` and ``dask_scaling.md``
 (or under ``$EMOMUCS_BENCHMARK_RESULTS``).
 """
 
@@ -99,7 +99,7 @@ def _cpu_seconds(client=None) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Measure, write ``dask.json`` and ``dask.md``, return what was written."""
+    """Measure, write ``dask_scaling.json`` and ``dask_scaling.md``, return what was written."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracks", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "max_prediction_difference_threads_vs_1_thread": thread_difference,
     }
     folder = _results_dir()
-    (folder / "dask.json").write_text(json.dumps(result, indent=2) + "\n")
-    (folder / "dask.md").write_text(_markdown(result))
+    (folder / "dask_scaling.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "dask_scaling.md").write_text(_markdown(result))
     return result
 
 

@@ -224,6 +224,7 @@ def _groups() -> dict[str, type]:
         seed=(int | None, None),
         progress=(bool | None, None),
         corpus_root=(str | None, None),
+        num_threads=(int | None, None),
     )
     separator_training = create_model(
         "SeparatorTraining",

@@ -13,7 +13,6 @@ import logging
 import math
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from emomucs import SOURCES
-from emomucs.device import resolve_device
+from emomucs.device import resolve_device, torch_threads
 from emomucs.progress import quiet_progress
 from emomucs.separation.sdr import sdr, summarize_sdr
 from emomucs.separation.separate import ApplyOptions, demix
@@ -149,17 +148,6 @@ def build_augment(options: AugmentOptions, sample_rate: int) -> nn.Module:
     return nn.Sequential(*steps)
 
 
-@contextmanager
-def _torch_threads(count: int | None):
-    previous = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _learning_rate(step: int, options: TrainingOptions) -> float:
     if step < options.warmup_steps:
         return options.lr * (step + 1) / options.warmup_steps
@@ -242,7 +230,7 @@ def train_compact_separator(
     stopped_early = False
     model.train()
     augment.train()
-    with _torch_threads(options.threads):
+    with torch_threads(options.threads):
         bar = tqdm(
             range(options.steps),
             unit="step",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from emomucs import SOURCES
 from emomucs.audio import AudioSet, LazyAudio, fix_length, resample, set_channels
+from emomucs.device import torch_threads
 from emomucs.errors import DatasetInputError
 from emomucs.separation import (
     ApplyOptions,
@@ -134,9 +135,10 @@ def separate_sources(
         clips: ``(channels, samples)`` clips at any rate.
         oracle_clip_stems: Output of :func:`cut_oracle_stems`, used by ``oracle``.
         options: ``separation`` parameters: ``separator``, ``apply``,
-            ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress`` and
-            ``corpus_root`` (the dataset root, to warn when a local separator meets
-            a corpus other than the synthetic one).
+            ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress``,
+            ``num_threads`` (torch CPU threads while separating here; None keeps
+            torch's) and ``corpus_root`` (the dataset root, to warn when a local
+            separator meets a corpus other than the synthetic one).
         separator: Another separator than ``options["separator"]`` (the
             ``<namespace>.separator`` parameters of a separator namespace such as
             ``hpss``), with the other options shared.
@@ -163,16 +165,17 @@ def separate_sources(
         loaded.identity,
         ", ".join(loaded.stem_names),
     )
-    stems = separate_tracks(
-        clips.audio,
-        clips.sample_rate,
-        loaded,
-        output_rate,
-        apply,
-        StemsCache(options.get("cache_dir")),
-        seed=int(options.get("seed", 0)),
-        progress=bool(options.get("progress", True)),
-    )
+    with torch_threads(options.get("num_threads")):
+        stems = separate_tracks(
+            clips.audio,
+            clips.sample_rate,
+            loaded,
+            output_rate,
+            apply,
+            StemsCache(options.get("cache_dir")),
+            seed=int(options.get("seed", 0)),
+            progress=bool(options.get("progress", True)),
+        )
     attrs = {
         "separator": loaded.identity,
         "apply": repr(apply.cache_config()),
