@@ -105,6 +105,11 @@ REGISTRY: tuple[Benchmark, ...] = (
         optional=True,
     ),
     Benchmark(
+        "threads",
+        "threads",
+        "one torch thread vs all cores: separation and an epoch of C1D and C2D",
+    ),
+    Benchmark(
         "recipe",
         "recipe",
         "networks vs a ridge, paper vs base recipe (needs oracle features; long)",
