@@ -132,7 +132,9 @@ def test_ablating_a_fused_part_is_ablating_the_input(small_corpus, fusion, monke
     whole = source_contributions(cv_models, features, table, folds, predictions)
     assert set(whole["method"]) == {"silence", "mean"}
     shortcut = shortcut[shortcut["method"] != "shapley"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(whole, shortcut, rtol=1e-4, atol=1e-6)
+    # float32 paths that sum in another order (and, with several torch threads, in
+    # another order per run): R² drops are O(1), so 1e-5 is rounding, not a gap
+    pd.testing.assert_frame_equal(whole, shortcut, rtol=1e-4, atol=1e-5)
     assert (whole["mean_abs_change"] > 1e-4).sum() > len(whole) / 2
 
 
