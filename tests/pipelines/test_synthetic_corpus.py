@@ -113,7 +113,7 @@ def test_tables_have_the_pmemo_columns_and_formats(in_memory):
     assert ",".join(metadata.columns) == PMEMO_HEADER
     ids = list(range(options["first_music_id"], options["first_music_id"] + 4))
     assert metadata["musicId"].tolist() == ids
-    assert metadata["fileName"].tolist() == [f"{i}.wav" for i in ids]
+    assert metadata["fileName"].tolist() == [f"{i}.flac" for i in ids]
     assert (metadata["duration"] == metadata["duration"].round(1)).all()
     assert metadata["chorus_start_time"].str.match(MM_SS).all()
     assert metadata["chorus_end_time"].str.match(MM_SS).all()
@@ -279,11 +279,17 @@ def test_written_corpus_reads_back_like_the_real_pmemo_samples(
     for design, row in zip(designs, metadata.itertuples(), strict=True):
         chorus = root / "chorus" / row.fileName
         info = sf.info(chorus)
-        assert (info.samplerate, info.channels, info.subtype) == (22050, 2, "PCM_16")
+        # lossless 16-bit FLAC: the samples a 16-bit WAV would hold
+        assert (info.format, info.samplerate, info.channels, info.subtype) == (
+            "FLAC",
+            22050,
+            2,
+            "PCM_16",
+        )
         assert info.duration == pytest.approx(row.duration, abs=1e-4)
         mix, _ = sf.read(chorus, dtype="int16", always_2d=True)
         parts = [
-            sf.read(root / "stems" / str(row.musicId) / f"{s}.wav", dtype="int16")[0]
+            sf.read(root / "stems" / str(row.musicId) / f"{s}.flac", dtype="int16")[0]
             for s in SOURCES
         ]
         np.testing.assert_array_equal(
@@ -299,7 +305,7 @@ def test_written_corpus_reads_back_like_the_real_pmemo_samples(
     assert truth["musicId"].tolist() == metadata["musicId"].tolist()
     multitrack = tmp_path / "data" / "01_raw" / "synthetic" / "multitrack"
     assert sorted(p.name for p in (multitrack / "track_001").iterdir()) == sorted(
-        f"{s}.wav" for s in SOURCES
+        f"{s}.flac" for s in SOURCES
     )
 
 

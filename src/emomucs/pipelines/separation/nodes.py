@@ -208,7 +208,7 @@ def _oracle_stems(clips: AudioSet, oracle: AudioSet) -> AudioSet:
     if not oracle.audio:
         raise DatasetInputError(
             "separator kind oracle: this corpus has no true stems (expected "
-            "<dataset_root>/stems/<musicId>/<source>.wav); use kind local or pretrained"
+            "<dataset_root>/stems/<musicId>/<source>.wav or .flac); use kind local or pretrained"
         )
     missing = [music_id for music_id in clips.music_ids if music_id not in oracle.audio]
     if missing:

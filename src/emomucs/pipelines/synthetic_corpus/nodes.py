@@ -102,6 +102,12 @@ def _mm_ss(seconds: float) -> str:
     return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
+AUDIO_SUFFIX = ".flac"
+"""The corpus' audio files: 16-bit FLAC, as the catalog's ``synthetic_choruses`` and
+``synthetic_stems`` write them (``format: FLAC``); lossless, so the samples are the
+same 16-bit values a WAV holds, in about 40 % of the bytes."""
+
+
 def build_metadata(ground_truth: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
     """PMEmo's ``metadata.csv``: chorus file name, its duration and where it sits.
 
@@ -114,7 +120,7 @@ def build_metadata(ground_truth: pd.DataFrame, options: dict[str, Any]) -> pd.Da
         rows.append(
             {
                 "musicId": design.music_id,
-                "fileName": f"{design.music_id}.wav",
+                "fileName": f"{design.music_id}{AUDIO_SUFFIX}",
                 "title": title_of(design),
                 "artist": "emomucs synthetic",
                 "album": f"Synthetic corpus (seed {options['seed']})",
