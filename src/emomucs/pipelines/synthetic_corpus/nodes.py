@@ -105,7 +105,7 @@ def _mm_ss(seconds: float) -> str:
 AUDIO_SUFFIX = ".flac"
 """The corpus' audio files: 16-bit FLAC, as the catalog's ``synthetic_choruses`` and
 ``synthetic_stems`` write them (``format: FLAC``); lossless, so the samples are the
-same 16-bit values a WAV holds, in about 40 % of the bytes."""
+same 16-bit values a WAV holds, in about 45 % of the bytes."""
 
 
 def build_metadata(ground_truth: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
