@@ -737,7 +737,7 @@ def _matching_reference(
 
 
 def _pair(values: Mapping[str, float], fmt: str = "{:.3f}") -> str:
-    return " / ".join(fmt.format(values[d]) for d in ("valence", "arousal"))
+    return " / ".join(fmt.format(values[d]) for d in DIMENSIONS)
 
 
 def section_reference(results: CorpusResults) -> str | None:
@@ -766,7 +766,7 @@ def section_reference(results: CorpusResults) -> str | None:
             missing.append(row["variant"])
             continue
         bar = reference["pooled_r2"][input_set]
-        own = {d: row[f"r2_{d}_pooled"] for d in ("valence", "arousal")}
+        own = {d: row[f"r2_{d}_pooled"] for d in DIMENSIONS}
         gap = {d: own[d] - bar[d] for d in own}
         lines.append(
             f"| {row['variant']} | {row['label']} | {row['audio']} | {_pair(own)} | "
@@ -775,7 +775,7 @@ def section_reference(results: CorpusResults) -> str | None:
     for reference in results.references:
         ceiling = reference.get("ceiling")
         if ceiling:
-            empirical = {d: ceiling[d]["r2_empirical"] for d in ("valence", "arousal")}
+            empirical = {d: ceiling[d]["r2_empirical"] for d in DIMENSIONS}
             lines += [
                 "",
                 f"Reference on every stem (`{reference['stems']}`): "
