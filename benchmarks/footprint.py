@@ -189,8 +189,13 @@ def float32_sizes(project: Path) -> dict[str, dict[str, int]]:
             copy = Path(scratch) / "float32.npz"
             dataset = AudioSetDataset(str(copy), codec="float32")
             dataset.save(AudioSetDataset(str(path)).load())
+            # a per-track version (stems) is its manifest and the track files
+            tracks = path.parent / f"{path.stem}.tracks"
+            stored = path.stat().st_size + sum(
+                file.stat().st_size for file in tracks.glob("*") if file.is_file()
+            )
             sizes[Path(relative).name] = {
-                "stored": path.stat().st_size,
+                "stored": stored,
                 "float32": copy.stat().st_size,
             }
     return sizes

@@ -92,6 +92,13 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _assert_same_arrays(a: Path, b: Path) -> None:
+    tracks = a.parent / f"{a.stem}.tracks"
+    if tracks.is_dir():  # a per-track version: the manifest and each track file
+        other = b.parent / tracks.name
+        names = sorted(p.name for p in tracks.iterdir())
+        assert names == sorted(p.name for p in other.iterdir()) and names
+        for name in names:
+            _assert_same_arrays(tracks / name, other / name)
     first, second = _npz(a), _npz(b)
     assert sorted(first) == sorted(second)
     for key, value in first.items():

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from kedro.io import Version
 
-from emomucs.audio import AudioSet
+from emomucs import SOURCES
+from emomucs.audio import AudioSet, LazyAudio
 from emomucs.datasets import AudioSetDataset
 from emomucs.prune import (
     Deletion,
+    current_key_parts,
     freed_bytes,
     main,
     old_versions,
+    size_of,
     stale_cache_entries,
 )
 from emomucs.separation.cache import StemsCache
@@ -137,3 +142,109 @@ def test_kedro_prune_is_the_same_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "5 paths; would free (run with --delete)" in result.output
     assert len(list((tmp_path / "data" / "03_primary" / "stems.npz").iterdir())) == 3
+
+
+def _entry_parts(separator: str, clip: str, code: str | None = None) -> dict:
+    parts = {
+        **StemsCache.key_parts(1, clip, separator, {"shifts": 0}),
+        **current_key_parts(),
+        "device": "cpu",
+    }
+    return parts if code is None else {**parts, "code": code}
+
+
+def _linked_project(root: Path) -> dict:
+    """Per-track ``stems`` versions linking the cache, as the separation saves them:
+    the first by another separator, the second by the current one; the cache also
+    holds an entry of older separation code and one of a killed current run."""
+    paths = _project(root)
+    for version in VERSIONS:
+        shutil.rmtree(paths["stems"] / version)
+    for entry in paths["cache"].iterdir():
+        entry.unlink()
+    cache = StemsCache(paths["cache"])
+    rng = np.random.default_rng(0)
+    keys = {}
+    for name, separator, code in (
+        ("another", "another", None),
+        ("current", "current", None),
+        ("old_code", "current", "0ld0ld0ld0ld"),
+        ("killed_run", "current", None),
+    ):
+        parts = _entry_parts(separator, name, code)
+        keys[name] = StemsCache.digest(parts)
+        audio = rng.standard_normal((4, 1, 100)).astype(np.float32)
+        cache.save(1, keys[name], audio, separator, parts)
+    for version, name in zip(VERSIONS[:2], ("another", "current"), strict=True):
+        entry = cache.path(1, keys[name])
+        audio = LazyAudio(
+            {1: partial(cache.require, 1, keys[name])}, {1: (4, 1, 100)}, {1: entry}
+        )
+        AudioSetDataset(
+            str(paths["stems"]), version=Version(None, version), layout="per_track"
+        ).save(AudioSet(8000, audio, SOURCES, {"separator": name}))
+    paths["entries"] = {name: cache.path(1, key) for name, key in keys.items()}
+    return paths
+
+
+def test_prune_deletes_what_no_kept_version_links_and_no_run_reuses(tmp_path, capsys):
+    paths = _linked_project(tmp_path)
+    entries = paths["entries"]
+    newest = paths["stems"] / VERSIONS[1]
+    expected = StemsCache(paths["cache"]).load(1, entries["current"].stem[2:])
+    assert (newest / "stems.tracks" / "1.npz").stat().st_ino == (
+        entries["current"].stat().st_ino
+    )
+    main(["--project", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert f"stems.npz/{VERSIONS[0]}" in out
+    assert entries["another"].name in out and "another separator" in out
+    assert (
+        entries["old_code"].name in out
+        and "other code 0ld0ld0ld0ld (this checkout: " in out
+    )
+    for kept in ("current", "killed_run"):
+        assert entries[kept].name not in out
+    # the old version's track and the other separator's entry are one file
+    old_version = paths["stems"] / VERSIONS[0]
+    freed = size_of(old_version) + entries["old_code"].stat().st_size
+    assert f"would free (run with --delete) {freed / 1000:.1f} kB" in out
+
+    main(["--project", str(tmp_path), "--delete"])
+    assert not old_version.exists()
+    assert sorted(p.name for p in paths["cache"].iterdir()) == sorted(
+        entries[name].name for name in ("current", "killed_run")
+    )
+    loaded = AudioSetDataset(str(paths["stems"]), version=Version(None, None)).load()
+    assert loaded.attrs == {"separator": "current"}
+    np.testing.assert_array_equal(loaded.audio[1], expected)
+
+
+def test_prune_never_deletes_an_entry_a_kept_version_links(tmp_path, capsys):
+    paths = _linked_project(tmp_path)
+    entries = paths["entries"]
+    # both versions kept: the other separator's entry stays, as it frees nothing
+    main(["--project", str(tmp_path), "--keep", "2"])
+    out = capsys.readouterr().out
+    assert entries["another"].name not in out and entries["old_code"].name in out
+    # the newest version's entry is of another separator than the one kept
+    main(["--project", str(tmp_path), "--separator", "another", "--delete"])
+    out = capsys.readouterr().out
+    assert entries["current"].exists() and not entries["killed_run"].exists()
+    assert entries["killed_run"].name in out
+    loaded = AudioSetDataset(str(paths["stems"]), version=Version(None, None)).load()
+    assert loaded.audio[1].shape == (4, 1, 100)
+
+
+def test_prune_deletes_a_killed_save_but_not_a_save_in_progress(tmp_path, capsys):
+    paths = _project(tmp_path)
+    killed = paths["stems"] / "2026-02-15T00.00.00.000Z"
+    running = paths["stems"] / "2026-04-01T00.00.00.000Z"
+    for folder in (killed, running):
+        (folder / "stems.tracks").mkdir(parents=True)
+        (folder / "stems.tracks" / "1.npz").write_bytes(b"a track")
+    main(["--project", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "2026-02-15T00.00.00.000Z  (a killed save: no stems.npz in it)" in out
+    assert running.name not in out and VERSIONS[2] not in out  # still the newest
+    assert "6 paths" in out

@@ -33,19 +33,27 @@ class LazyAudio(Mapping[int, np.ndarray]):
     Args:
         loaders: ``musicId -> callable`` returning the track's array.
         shapes: ``musicId -> shape`` of what each loader returns.
+        files: ``musicId -> track file`` (:mod:`emomucs.track_file`) holding exactly
+            what the loader returns, for the tracks that have one (a stems-cache
+            entry, a saved version's track): a dataset can then link the file
+            instead of writing the audio again.
     """
 
     def __init__(
         self,
         loaders: Mapping[int, Callable[[], np.ndarray]],
         shapes: Mapping[int, tuple[int, ...]],
+        files: Mapping[int, Path] | None = None,
     ) -> None:
         if set(loaders) != set(shapes):
             raise ValueError("LazyAudio needs a shape for every loader")
+        if files is not None and not set(files) <= set(loaders):
+            raise ValueError("LazyAudio has files for tracks it has no loader for")
         self._loaders = dict(loaders)
         self._shapes = {
             key: tuple(int(n) for n in shape) for key, shape in shapes.items()
         }
+        self._files = {key: Path(path) for key, path in (files or {}).items()}
 
     def __getitem__(self, music_id: int) -> np.ndarray:
         return self._loaders[music_id]()
@@ -59,6 +67,10 @@ class LazyAudio(Mapping[int, np.ndarray]):
     def shape(self, music_id: int) -> tuple[int, ...]:
         """The shape of a track's array, without loading it."""
         return self._shapes[music_id]
+
+    def file(self, music_id: int) -> Path | None:
+        """The track file holding this track's array, or None when it has none."""
+        return self._files.get(music_id)
 
 
 @dataclass

@@ -9,15 +9,21 @@ Usage (from the project root)::
 What goes:
 
 - versions of every versioned artifact under ``data/`` older than the newest
-  ``--keep`` (Kedro writes ``<name>/<timestamp>/<name>``);
+  ``--keep`` (Kedro writes ``<name>/<timestamp>/<name>``), and version folders a killed
+  save left without their artifact, older than the newest whole version;
 - entries of the stems cache (``separation.cache_dir``) written by another separator
   than the one of the newest ``stems`` version (or ``--separator``) and those of the
-  newest stems of each separator beside it (``hpss.stems``), entries of an
-  older cache format (``*.npy``) and temporary files a killed run left behind.
+  newest stems of each separator beside it (``hpss.stems``), or by other separation
+  code or torch/demucs versions than this checkout's (no run of it reuses them),
+  entries of an older cache format (``*.npy``) and temporary files a killed run left
+  behind. An entry that a kept version links (``stems`` versions are hard links to
+  the cache's entries) stays: deleting it would free nothing.
 
-Identical versions are hard links to one file, so the bytes freed count a file only
-when every one of its links goes. Nothing outside ``data/`` and the stems cache is
-touched; the raw corpus is not versioned and is never listed.
+Identical versions, and ``stems`` versions and the cache entries they link, are hard
+links to one file, so the bytes freed count a file only when every one of its links
+goes, and deleting a cache entry never makes a kept version unreadable. Nothing
+outside ``data/`` and the stems cache is touched; the raw corpus is not versioned and
+is never listed.
 """
 
 from __future__ import annotations
@@ -25,11 +31,17 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from emomucs.separation.cache import ENTRY_SUFFIX, StemsCache
+from emomucs.separation.cache import (
+    CACHE_FORMAT,
+    ENTRY_SUFFIX,
+    StemsCache,
+    environment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +70,32 @@ def versioned_artifacts(data_dir: Path) -> list[Path]:
 
 
 def old_versions(data_dir: Path, keep: int) -> list[Deletion]:
-    """Every version but the newest ``keep`` of each versioned artifact."""
+    """Every version but the newest ``keep`` of each versioned artifact, and version
+    folders without the artifact (a killed save) older than the newest whole one.
+
+    A folder without the artifact newer than the newest whole version may be a save
+    in progress, so it stays; it is not counted among the kept versions either.
+    """
     if keep < 1:
         raise ValueError(f"--keep {keep}: keep at least the newest version")
     deletions = []
     for artifact in versioned_artifacts(data_dir):
-        versions = sorted(
+        folders = sorted(
             child
             for child in artifact.iterdir()
             if child.is_dir() and VERSION.match(child.name)
         )
-        for version in versions[:-keep]:
+        whole = [folder for folder in folders if (folder / artifact.name).exists()]
+        for version in whole[:-keep]:
             deletions.append(
                 Deletion(version, f"older than the newest {keep} of {artifact.name}")
             )
-    return deletions
+        for folder in folders:
+            if folder not in whole and whole and folder.name < whole[-1].name:
+                deletions.append(
+                    Deletion(folder, f"a killed save: no {artifact.name} in it")
+                )
+    return sorted(deletions, key=lambda deletion: deletion.path)
 
 
 def current_separator(stems_path: Path) -> str | None:
@@ -92,15 +115,28 @@ def current_separator(stems_path: Path) -> str | None:
 
 
 def stale_cache_entries(
-    cache_dir: Path, separator: str | None, also_keep: Iterable[str] = ()
+    cache_dir: Path,
+    separator: str | None,
+    also_keep: Iterable[str] = (),
+    linked: Collection[tuple[int, int]] = (),
+    current: dict[str, Any] | None = None,
 ) -> list[Deletion]:
     """Cache entries no run with ``separator`` will read back.
 
-    With ``separator`` None (no stems saved yet), only old-format entries and
-    temporaries are listed. ``also_keep``: identities of the separators beside the
-    main one (e.g. the harmonic–percussive split's newest ``hpss.stems``).
+    Args:
+        cache_dir: The stems cache.
+        separator: The main separator's identity; None (no stems saved yet) keeps
+            the entries of every separator.
+        also_keep: Identities of the separators beside the main one (e.g. the
+            harmonic–percussive split's newest ``hpss.stems``).
+        linked: ``(device, inode)`` of files that kept versions hold
+            (:func:`linked_files`): an entry that is one of them stays.
+        current: This checkout's key parts that no run can change (format, code,
+            torch, demucs; :func:`current_key_parts`): an entry written with other
+            ones is never read again. None skips this check.
     """
     kept = {separator, *also_keep}
+    linked = set(linked)
     if not cache_dir.is_dir():
         return []
     deletions = []
@@ -111,13 +147,68 @@ def stale_cache_entries(
             deletions.append(Deletion(entry, "temporary file of an interrupted write"))
         elif entry.suffix == ".npy":
             deletions.append(Deletion(entry, "older cache format (float32 .npy)"))
-        elif entry.suffix == ENTRY_SUFFIX and separator is not None:
-            written_by = StemsCache.separator_of(entry)
-            if written_by not in kept:
-                deletions.append(
-                    Deletion(entry, f"written by another separator: {written_by}")
-                )
+        elif entry.suffix == ENTRY_SUFFIX:
+            stat = entry.stat()
+            if (stat.st_dev, stat.st_ino) in linked:
+                continue  # a kept version holds it: deleting frees nothing
+            reason = _stale_reason(entry, separator, kept, current)
+            if reason is not None:
+                deletions.append(Deletion(entry, reason))
     return deletions
+
+
+def _stale_reason(
+    entry: Path,
+    separator: str | None,
+    kept: set[str | None],
+    current: dict[str, Any] | None,
+) -> str | None:
+    if separator is not None:
+        written_by = StemsCache.separator_of(entry)
+        if written_by not in kept:
+            return f"written by another separator: {written_by}"
+    if current:
+        parts = StemsCache.key_parts_of(entry)
+        if parts is not None:
+            changed = [
+                name for name, value in current.items() if parts.get(name) != value
+            ]
+            if changed:
+                return (
+                    "written by other "
+                    + ", ".join(
+                        f"{name} {parts.get(name)} (this checkout: {current[name]})"
+                        for name in changed
+                    )
+                    + ": no run of it reads the entry"
+                )
+    return None
+
+
+def current_key_parts() -> dict[str, Any]:
+    """The stems-cache key parts of this checkout that no setting changes: the cache
+    format, the separation code's fingerprint, torch's and demucs' versions."""
+    parts = environment("cpu")
+    parts.pop("device")  # the device is a setting: entries of either may be reused
+    return {"format": CACHE_FORMAT, **parts}
+
+
+def linked_files(data_dir: Path, leaving: Iterable[Path]) -> set[tuple[int, int]]:
+    """``(device, inode)`` of the hard-linked files under ``data_dir`` that stay
+    (outside ``leaving``: the paths to delete and the stems cache itself)."""
+    leaving = [path.resolve() for path in leaving]
+    found = set()
+    for file in data_dir.rglob("*"):
+        if file.is_symlink() or not file.is_file():
+            continue
+        stat = file.stat()
+        if stat.st_nlink < 2:
+            continue
+        resolved = file.resolve()
+        if any(resolved.is_relative_to(path) for path in leaving):
+            continue
+        found.add((stat.st_dev, stat.st_ino))
+    return found
 
 
 def _files(path: Path) -> Iterable[Path]:
@@ -218,8 +309,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     separator = args.separator or current_separator(stems_path)
     deletions = old_versions(project / "data", args.keep)
     if cache_dir is not None:
+        linked = linked_files(
+            project / "data", [deletion.path for deletion in deletions] + [cache_dir]
+        )
         deletions += stale_cache_entries(
-            cache_dir, separator, _other_separators(project, stems_path)
+            cache_dir,
+            separator,
+            _other_separators(project, stems_path),
+            linked,
+            current_key_parts(),
         )
     for deletion in deletions:
         shown = deletion.path.relative_to(project)

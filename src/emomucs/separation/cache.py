@@ -13,9 +13,11 @@ shapes the stems (separator identity, application options, output rate, and what
 device), so changing any of them never reuses stale stems. Each entry keeps its key's
 parts, and a run that cannot reuse a track's earlier entry logs which part changed. Entries are written to a temporary name and
 renamed into place, so a partial file is never read back. They hold the stems as 16-bit
-FLAC scaled to each stem's peak (:mod:`emomucs.audio_codec`), a third to a quarter of float32, the
-same as the ``stems`` dataset stores, so resumed and uninterrupted runs give the same
-stems. ``python -m emomucs.prune`` deletes entries no current run can use.
+FLAC scaled to each stem's peak (:mod:`emomucs.track_file`), a third to a quarter of
+float32. The ``stems`` dataset's versions are hard links to these entries (the same
+files, read the same way), so the stems take their disk space once, resumed and
+uninterrupted runs give the same stems, and deleting the cache never breaks a saved
+version. ``python -m emomucs.prune`` deletes entries no current run can use.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from emomucs import audio_codec
+from emomucs import track_file
 from emomucs.atomic import write_atomically
 from emomucs.fingerprints import changed_parts, source_fingerprint
 
@@ -39,9 +41,9 @@ CACHE_FORMAT = 2
 """Bumped when the meaning of a cached array changes, which invalidates every entry.
 2: FLAC entries (``.npz``) instead of float32 ``.npy``."""
 
-ENTRY_SUFFIX = ".npz"
+ENTRY_SUFFIX = track_file.SUFFIX
 
-SEPARATION_CODE = ("separation", "audio.py", "audio_codec.py")
+SEPARATION_CODE = ("separation", "audio.py", "audio_codec.py", "track_file.py")
 """emomucs modules whose source changes the stems of a clip."""
 
 
@@ -154,6 +156,15 @@ class StemsCache:
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
             return None
 
+    @staticmethod
+    def key_parts_of(entry: Path) -> dict[str, Any] | None:
+        """The key parts an entry was written with; None when unrecorded or unreadable."""
+        try:
+            with np.load(entry, allow_pickle=False) as archive:
+                return json.loads(str(archive["key_parts"]))
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            return None
+
     def path(self, music_id: int, key: str) -> Path:
         if self.directory is None:
             raise RuntimeError("this stems cache is disabled")
@@ -167,17 +178,7 @@ class StemsCache:
         if not path.is_file():
             return None
         try:
-            loaded = np.load(path, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise ValueError("not an npz entry")
-            with loaded as entry:
-                if "flac" not in entry.files:
-                    return np.asarray(entry["audio"])
-                return audio_codec.decode(
-                    entry["flac"].tobytes(),
-                    entry["scales"].tolist(),
-                    tuple(int(n) for n in entry["shape"]),
-                )
+            return track_file.read(path)
         except (
             OSError,
             ValueError,
@@ -225,21 +226,10 @@ class StemsCache:
         """
         if self.directory is None:
             return
-        stems = np.ascontiguousarray(stems, dtype=np.float32)
-        # the rate only labels the FLAC stream; any valid one decodes the same samples
-        encoded = audio_codec.encode(stems, 8000)
         members: dict[str, np.ndarray] = {"separator": np.array(str(separator))}
         if parts is not None:
             members["key_parts"] = np.array(json.dumps(parts, sort_keys=True))
-        if encoded is None:
-            members["audio"] = stems
-        else:
-            flac, scales = encoded
-            members |= {
-                "flac": np.frombuffer(flac, dtype=np.uint8),
-                "scales": np.asarray(scales, dtype=np.float32),
-                "shape": np.asarray(stems.shape, dtype=np.int64),
-            }
+        members |= track_file.members(stems)
         write_atomically(
             self.path(music_id, key), lambda stream: np.savez(stream, **members)
         )

@@ -295,7 +295,9 @@ def separate_tracks(
     With the cache on, finished stems live only in the cache: the result is a
     :class:`~emomucs.audio.LazyAudio` reading them back one track at a time, so the
     corpus' stems are never in memory together, and resumed and uninterrupted runs
-    return the same (stored) stems.
+    return the same (stored) stems. It names each track's cache entry
+    (:meth:`~emomucs.audio.LazyAudio.file`), so the ``stems`` dataset hard-links the
+    entries instead of storing the stems a second time.
 
     Args:
         clips: ``musicId -> (channels, samples)`` at ``sample_rate`` (a dict or a
@@ -391,4 +393,5 @@ def separate_tracks(
             for music_id in keys
         },
         shapes,
+        files={music_id: cache.path(music_id, keys[music_id]) for music_id in keys},
     )
