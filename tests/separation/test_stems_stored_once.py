@@ -211,3 +211,30 @@ def test_single_file_versions_written_before_still_load(separator, tmp_path):
     new = _dataset(path, VERSIONS[1], save=False).load()
     for music_id in stems.music_ids:
         np.testing.assert_array_equal(old.audio[music_id], new.audio[music_id])
+
+
+def test_stems_separated_on_a_dask_cluster_are_links_to_the_cache_too(
+    separator, tmp_path
+):
+    """The fan-out path: workers write the entries, this process links them."""
+    from distributed import Client, LocalCluster
+
+    cache = StemsCache(tmp_path / "stems_cache")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        stems = _separate(separator, cache)
+    path = tmp_path / "stems.npz"
+    _dataset(path, VERSIONS[0]).save(stems)
+    entries = {entry.stat().st_ino for entry in cache.directory.iterdir()}
+    tracks = _track_files(path, VERSIONS[0])
+    assert len(entries) == 3 and {t.stat().st_ino for t in tracks} == entries
+    alone = _separate(separator, StemsCache(None))
+    loaded = _dataset(path, VERSIONS[0], save=False).load()
+    for music_id in alone.music_ids:
+        peak = np.abs(alone.audio[music_id]).max(axis=-1, keepdims=True)
+        error = np.abs(loaded.audio[music_id] - alone.audio[music_id])
+        assert (error <= peak / 32767).all()  # 16-bit storage, same separation
