@@ -55,6 +55,32 @@ def write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
         np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
+def shape(source: str | Path | BinaryIO) -> tuple[int, ...]:
+    """The shape of the array a track file holds, read without decoding its audio.
+
+    Raises:
+        ValueError, KeyError, OSError, zipfile.BadZipFile: Not a readable track file.
+    """
+    loaded = np.load(source, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError("not an npz track file")
+    with loaded as archive:
+        if "flac" in archive.files:
+            for member in ("scales", "flac"):  # a file missing them cannot decode
+                if member not in archive.files:
+                    raise KeyError(member)
+            return tuple(int(n) for n in archive["shape"])
+        with archive.zip.open("audio.npy") as member:
+            major, _ = np.lib.format.read_magic(member)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            dims, _, _ = read_header(member)
+        return tuple(int(n) for n in dims)
+
+
 def read(source: str | Path | BinaryIO) -> np.ndarray:
     """The float32 array a track file holds.
 

@@ -202,3 +202,43 @@ def test_changed_separation_code_separates_again_and_says_why(
     assert "2 cached tracks" in line and "code (" in line and "-> edited)" in line
     assert "demucs" not in line and "device" not in line
     assert len(list(tmp_path.glob("*.npz"))) == 4
+
+
+def test_a_fully_cached_run_decodes_no_stems_until_they_are_read(
+    separator, tmp_path, monkeypatch
+):
+    from emomucs import track_file
+
+    clips = _clips(3, channels=2, rate=8000, seconds=1.0)
+    cache = StemsCache(tmp_path / "cache")
+    first = separate_tracks(
+        clips, 8000, separator, 8000, ApplyOptions(), cache, progress=False
+    )
+    expected = {music_id: np.asarray(first[music_id]) for music_id in clips}
+    decoded: list[str] = []
+    real_read = track_file.read
+
+    def counting_read(source):
+        decoded.append(str(source))
+        return real_read(source)
+
+    monkeypatch.setattr(track_file, "read", counting_read)
+    again = separate_tracks(
+        clips, 8000, separator, 8000, ApplyOptions(), cache, progress=False
+    )
+    assert decoded == []  # shapes come from the entries' headers
+    assert {m: again.shape(m) for m in clips} == {m: expected[m].shape for m in clips}
+    np.testing.assert_array_equal(again[101], expected[101])
+    assert len(decoded) == 1
+
+
+def test_an_entry_whose_audio_is_damaged_is_separated_again(separator, tmp_path):
+    clips = _clips(2, channels=1, rate=8000, seconds=1.0)
+    cache = StemsCache(tmp_path / "cache")
+    separate_tracks(clips, 8000, separator, 8000, ApplyOptions(), cache, progress=False)
+    entry = sorted((tmp_path / "cache").glob("100-*.npz"))[0]
+    entry.write_bytes(entry.read_bytes()[:100])  # a truncated file
+    again = separate_tracks(
+        clips, 8000, separator, 8000, ApplyOptions(), cache, progress=False
+    )
+    assert np.asarray(again[100]).shape == np.asarray(again[101]).shape

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +173,22 @@ class StemsCache:
 
     def load(self, music_id: int, key: str) -> np.ndarray | None:
         """The cached stems, or None when absent, disabled or unreadable."""
+        return self._read(music_id, key, track_file.read)
+
+    def shape(self, music_id: int, key: str) -> tuple[int, ...] | None:
+        """The cached stems' shape, without decoding them (a run that finds every
+        track cached reads each entry's audio only where it uses it), or None when
+        absent, disabled or unreadable."""
+        return self._read(music_id, key, track_file.shape)
+
+    def _read(self, music_id: int, key: str, reader: Callable[[Path], Any]) -> Any:
         if self.directory is None:
             return None
         path = self.path(music_id, key)
         if not path.is_file():
             return None
         try:
-            return track_file.read(path)
+            return reader(path)
         except (
             OSError,
             ValueError,

@@ -336,9 +336,9 @@ def separate_tracks(
     stems: dict[int, np.ndarray] = {}
     shapes: dict[int, tuple[int, ...]] = {}
     for music_id in sorted(clips):
-        cached = cache.load(music_id, keys[music_id])
+        cached = cache.shape(music_id, keys[music_id])
         if cached is not None:
-            shapes[music_id] = cached.shape
+            shapes[music_id] = cached
     pending = [music_id for music_id in sorted(clips) if music_id not in shapes]
     _log_stale_entries(cache, pending, parts)
     if shapes:
