@@ -11,5 +11,21 @@ fi
 if ! ls data/06_models/separator/*.th >/dev/null 2>&1; then
   kedro run --pipeline=separator_training
 fi
-kedro run --pipeline="${PIPELINE:-emomucs_late}" "$@"
+# The first table in minutes: every split trained once (REPEATS=1). A later plain
+# `kedro run --pipeline=emomucs_late` (conf/base: 3 repeats) adds two more seeds per
+# split and takes this one from the split cache. REPEATS=3 runs them all now.
+repeats="training.repeats=${REPEATS:-1}"
+args=()
+next_is_params=false
+for arg in "$@"; do
+  if $next_is_params || [[ "$arg" == --params=* ]]; then
+    # kedro keeps only the last --params: fold ours into the caller's
+    [[ "$arg" == *training.repeats=* ]] || arg="$arg,$repeats"
+    repeats=""
+  fi
+  next_is_params=false
+  [[ "$arg" == --params ]] && next_is_params=true
+  args+=("$arg")
+done
+kedro run --pipeline="${PIPELINE:-emomucs_late}" ${repeats:+--params="$repeats"} ${args[@]+"${args[@]}"}
 echo "Results: data/08_reporting/results_table.md/<latest timestamp>/, MLflow: mlflow ui --backend-store-uri sqlite:///mlflow.db"
