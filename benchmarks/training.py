@@ -148,15 +148,12 @@ def one_split(features: dict, table: pd.DataFrame, seed: int):
     return ids, iter_splits(assign_folds(ids, *PAPER_FOLDS, seed))[0]
 
 
-def train_kind(
-    kind: str,
-    features: dict,
-    table: pd.DataFrame,
-    settings: dict[str, Any],
-    timed_epochs: int,
-) -> dict[str, Any]:
-    """Train one kind on one split with the paper's recipe; time it."""
-    params, how = KINDS[kind]
+def split_data(
+    kind: str, features: dict, table: pd.DataFrame, settings: dict[str, Any]
+) -> tuple[ExperimentSpec, tuple, tuple, Any]:
+    """The kind's experiment and the inputs and labels of one paper split: ``(spec,
+    train, validation, split)``."""
+    params, _ = KINDS[kind]
     sources = params.get("sources", list(SOURCES))
     spec = ExperimentSpec.from_params(
         {**params, "sources": sources, "strategy": "full"}, settings["networks"]
@@ -171,10 +168,22 @@ def train_kind(
         x = inputs[index]
         return (x if spec.model == "EmoMucs" else x[:, 0]), labels[index]
 
+    return spec, take(split.train), take(split.validation), split
+
+
+def train_kind(
+    kind: str,
+    features: dict,
+    table: pd.DataFrame,
+    settings: dict[str, Any],
+    timed_epochs: int,
+) -> dict[str, Any]:
+    """Train one kind on one split with the paper's recipe; time it."""
+    _, how = KINDS[kind]
+    spec, train, validation, split = split_data(kind, features, table, settings)
     options = TrainOptions.from_params(settings["training"])
     if how == "timed epochs":
         options = replace(options, max_epochs=timed_epochs, patience=timed_epochs)
-    train, validation = take(split.train), take(split.validation)
     # One untimed epoch on a few tracks first: the first steps allocate and pick
     # kernels, which would weigh on the few timed epochs.
     few = (train[0][:16], train[1][:16])
@@ -237,22 +246,7 @@ def compare_layouts(
     """Seconds per epoch of ``kind`` as built (pool before ELU, channels-last) and in
     the original layout (ELU before pool, contiguous), alternated on one split, and
     the largest difference between the two models' first outputs (same weights)."""
-    params, _ = KINDS[kind]
-    sources = params.get("sources", list(SOURCES))
-    spec = ExperimentSpec.from_params(
-        {**params, "sources": sources, "strategy": "full"}, settings["networks"]
-    )
-    ids, split = one_split(features, table, int(settings["training"]["seed"]))
-    rows = {int(i): r for r, i in enumerate(ids)}
-    inputs = select_inputs(features, sources, ids, kind)
-    labels = select_labels(table, ids)
-
-    def take(part: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor([rows[int(i)] for i in part])
-        x = inputs[index]
-        return (x if spec.model == "EmoMucs" else x[:, 0]), labels[index]
-
-    train, validation = take(split.train), take(split.validation)
+    spec, train, validation, split = split_data(kind, features, table, settings)
     options = replace(
         TrainOptions.from_params(settings["training"]),
         max_epochs=epochs,

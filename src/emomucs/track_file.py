@@ -55,16 +55,20 @@ def write_member(archive: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
         np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
+def _open(source: str | Path | BinaryIO) -> np.lib.npyio.NpzFile:
+    loaded = np.load(source, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError("not an npz track file")
+    return loaded
+
+
 def shape(source: str | Path | BinaryIO) -> tuple[int, ...]:
     """The shape of the array a track file holds, read without decoding its audio.
 
     Raises:
         ValueError, KeyError, OSError, zipfile.BadZipFile: Not a readable track file.
     """
-    loaded = np.load(source, allow_pickle=False)
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError("not an npz track file")
-    with loaded as archive:
+    with _open(source) as archive:
         if "flac" in archive.files:
             for member in ("scales", "flac"):  # a file missing them cannot decode
                 if member not in archive.files:
@@ -87,10 +91,7 @@ def read(source: str | Path | BinaryIO) -> np.ndarray:
     Raises:
         ValueError, KeyError, OSError, zipfile.BadZipFile: Not a readable track file.
     """
-    loaded = np.load(source, allow_pickle=False)
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError("not an npz track file")
-    with loaded as archive:
+    with _open(source) as archive:
         if "flac" not in archive.files:
             return np.asarray(archive["audio"])
         return audio_codec.decode(
