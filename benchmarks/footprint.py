@@ -175,7 +175,12 @@ def latest(project: Path, relative: str) -> Path:
 
 
 def float32_sizes(project: Path) -> dict[str, dict[str, int]]:
-    """Each stored audio artifact against the same audio saved as float32."""
+    """Each stored audio artifact against the same audio saved as float32.
+
+    The stems are the one audio artifact a run stores: the clips and the mix stay in
+    memory (cut from the corpus' choruses when looked up); versions of either left
+    by older code are sized too.
+    """
     from emomucs.datasets import AudioSetDataset
 
     sizes = {}
@@ -184,6 +189,8 @@ def float32_sizes(project: Path) -> dict[str, dict[str, int]]:
         "data/03_primary/mix.npz",
         "data/03_primary/stems.npz",
     ):
+        if not any((project / relative).glob("*/*")):
+            continue
         path = latest(project, relative)
         with tempfile.TemporaryDirectory() as scratch:
             copy = Path(scratch) / "float32.npz"
@@ -206,16 +213,20 @@ def log_mel_effect(project: Path, tracks: int) -> dict[str, dict[str, float]]:
     from kedro.config import OmegaConfigLoader
 
     from emomucs import audio_codec
-    from emomucs.datasets import AudioFolderDataset, AudioSetDataset
+    from emomucs.datasets import AudioFolderDataset
+    from emomucs.pipelines.clipping.nodes import clip_choruses
     from emomucs.pipelines.features.nodes import log_mel
     from emomucs.pipelines.separation.nodes import cut_oracle_stems
 
     params = OmegaConfigLoader(str(project / "conf"), base_env="base")["parameters"]
     settings = dict(params["features"]["log_mel"])
     rate = int(params["features"]["sample_rate"])
-    clips = AudioSetDataset(
-        str(latest(project, "data/02_intermediate/clips.npz"))
-    ).load()
+    # the run keeps no clips: cut them again from the choruses, as the run did
+    candidates = pd.read_parquet(
+        latest(project, "data/02_intermediate/candidate_tracks.parquet")
+    )
+    choruses = AudioFolderDataset(str(project / CORPUS / "PMEmo2019" / "chorus")).load()
+    clips, _, _ = clip_choruses(candidates, choruses, params["clipping"])
     table = pd.read_csv(latest(project, "data/02_intermediate/clip_table.csv"))
     oracle = AudioFolderDataset(str(project / CORPUS / "PMEmo2019" / "stems")).load()
     stems = cut_oracle_stems(clips, table, oracle, params["separation"])
