@@ -18,8 +18,9 @@ from kedro.runner import SequentialRunner
 from omegaconf import OmegaConf
 
 from emomucs import SOURCES
+from emomucs.audio import set_channels
 from emomucs.pipelines.synthetic_corpus import create_pipeline
-from emomucs.pipelines.synthetic_corpus.nodes import mix_stems, render_multitrack
+from emomucs.pipelines.synthetic_corpus.nodes import render_multitrack, render_tracks
 from emomucs.synthetic import (
     CUE_SOURCES,
     chorus_durations,
@@ -36,8 +37,7 @@ PMEMO_HEADER = (
 OUTPUTS = [
     "synthetic_metadata",
     "synthetic_static_annotations",
-    "synthetic_choruses",
-    "synthetic_stems",
+    "synthetic_audio",
     "synthetic_ground_truth",
     "synthetic_ceiling",
     "synthetic_contributions",
@@ -95,15 +95,23 @@ def in_memory() -> tuple[dict, dict]:
             **{name: _KeptMemoryDataset() for name in OUTPUTS},
             **{
                 name: _ChunkedMemoryDataset()
-                for name in ("synthetic_choruses", "synthetic_stems")
-                + ("synthetic_multitrack",)
+                for name in ("synthetic_audio", "synthetic_multitrack")
             },
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)
     outputs = {name: catalog.load(name) for name in OUTPUTS}
-    for name in ("synthetic_choruses", "synthetic_stems", "synthetic_multitrack"):
+    for name in ("synthetic_audio", "synthetic_multitrack"):
         outputs[name] = {key: load() for key, load in outputs[name].items()}
+    for name, folder in (
+        ("synthetic_choruses", "chorus/"),
+        ("synthetic_stems", "stems/"),
+    ):
+        outputs[name] = {
+            key.removeprefix(folder): audio
+            for key, audio in outputs["synthetic_audio"].items()
+            if key.startswith(folder)
+        }
     return outputs, options
 
 
@@ -143,7 +151,12 @@ def test_audio_matches_the_metadata_and_stems_sum_to_the_mix(in_memory):
         assert rate == options["sample_rate"]
         assert mix.shape == (2, round(row["duration"] * rate))
         parts = np.stack([stems[f"{music_id}/{source}"][0] for source in SOURCES])
-        np.testing.assert_array_equal(parts.sum(axis=0), mix)
+        # mono stems (each stereo stem's channel mean) sum to the chorus' channel mean
+        assert parts.shape == (len(SOURCES), 1, mix.shape[-1])
+        np.testing.assert_array_equal(
+            parts.sum(axis=0, dtype=np.float64), mix.mean(axis=0, keepdims=True)
+        )
+        assert np.abs(mix[0] - mix[1]).max() > 0  # a stereo chorus, not two copies
 
 
 def test_ground_truth_and_ceiling_describe_the_labels(in_memory):
@@ -288,15 +301,21 @@ def test_written_corpus_reads_back_like_the_real_pmemo_samples(
         )
         assert info.duration == pytest.approx(row.duration, abs=1e-4)
         mix, _ = sf.read(chorus, dtype="int16", always_2d=True)
-        parts = [
-            sf.read(root / "stems" / str(row.musicId) / f"{s}.flac", dtype="int16")[0]
-            for s in SOURCES
-        ]
+        files = [root / "stems" / str(row.musicId) / f"{s}.flac" for s in SOURCES]
+        assert {(sf.info(f).channels, sf.info(f).subtype) for f in files} == {
+            (1, "PCM_24")
+        }
+        parts = [sf.read(file, dtype="float64", always_2d=True)[0] for file in files]
+        # exact on disk: the stems sum to the chorus' channel mean, sample for sample
         np.testing.assert_array_equal(
-            np.sum([p.astype(np.int32) for p in parts], axis=0), mix
+            np.sum(parts, axis=0), mix.mean(axis=1, keepdims=True) / 32768.0
         )
-        # rendering from ground_truth.csv gives the audio the designs describe
-        np.testing.assert_array_equal(mix.T / 32768.0, render_track(design).sum(axis=0))
+        # rendering from ground_truth.csv gives the audio the designs describe, and
+        # each stored stem is the down-mix the project made of a stereo stem
+        rendered = render_track(design)
+        np.testing.assert_array_equal(mix.T / 32768.0, rendered.sum(axis=0))
+        for stem, part in zip(rendered, parts, strict=True):
+            np.testing.assert_array_equal(part.T, set_channels(stem, 1))
     ceiling = json.loads((root / "ceiling.json").read_text())
     assert set(ceiling) >= {"noise_sd", "arousal", "valence"}
     contributions = json.loads((root / "contributions.json").read_text())
@@ -309,14 +328,22 @@ def test_written_corpus_reads_back_like_the_real_pmemo_samples(
     )
 
 
-def test_mixing_names_the_track_that_lacks_a_stem(in_memory):
-    outputs, _ = in_memory
-    truth = outputs["synthetic_ground_truth"]
-    first = int(truth["musicId"].iloc[0])
-    stems = {
-        key: partial(lambda v: v, value)
-        for key, value in outputs["synthetic_stems"].items()
-        if key != f"{first}/vocals"
-    }
-    with pytest.raises(ValueError, match=f"track {first}: no vocals stem to mix"):
-        list(mix_stems(truth, stems))
+def test_a_mono_corpus_stores_its_stems_as_rendered(in_memory):
+    outputs, options = in_memory
+    truth = outputs["synthetic_ground_truth"].head(1)
+    chunk = next(render_tracks(truth, {**options, "stereo": False}))
+    music_id = int(truth["musicId"].iloc[0])
+    parts = np.stack([chunk[f"stems/{music_id}/{source}"][0] for source in SOURCES])
+    design = design_corpus(
+        4,
+        options["seed"],
+        options["first_music_id"],
+        tuple(options["chorus_range_s"]),
+        options["short_below_s"],
+        options["short_fraction"],
+        options["label_noise_sd"],
+    )[0][0]
+    assert design.music_id == music_id
+    rendered = render_track(design, options["sample_rate"], 1)
+    np.testing.assert_array_equal(parts, rendered)  # mono already: stored as rendered
+    np.testing.assert_array_equal(chunk[f"chorus/{music_id}"][0], parts.sum(axis=0))

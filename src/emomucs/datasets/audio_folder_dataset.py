@@ -35,7 +35,9 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
     Saving takes ``key -> (array (channels, samples), sample_rate)`` and writes
     ``<path>/<key>.wav`` (16-bit PCM) through a temporary file and a rename;
     ``format: FLAC`` writes ``<key>.flac`` instead: the same 16-bit samples, lossless,
-    in about half the bytes.
+    in about half the bytes. ``subtypes`` gives the files under some top-level folders
+    of the keys another subtype than ``subtype`` (``{stems: PCM_24}``), so one dataset
+    can write a whole corpus one track at a time.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
         extensions: list[str] | None = None,
         subtype: str = "PCM_16",
         format: str = "WAV",  # soundfile's name for it
+        subtypes: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         if format.upper() not in _SUFFIXES:
@@ -54,6 +57,7 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
         self._format = format.upper()
         self._extensions = tuple(e.lower() for e in (extensions or AUDIO_EXTENSIONS))
         self._subtype = subtype
+        self._subtypes = dict(subtypes or {})
         self.metadata = metadata
 
     def load(self) -> dict[str, AudioLoader]:
@@ -120,7 +124,7 @@ class AudioFolderDataset(AbstractDataset[dict[str, tuple[np.ndarray, int]], dict
                     temporary,
                     np.asarray(audio, dtype=np.float32).T,
                     int(sample_rate),
-                    subtype=self._subtype,
+                    subtype=self._subtypes.get(key.split("/")[0], self._subtype),
                     format=self._format,
                 )
                 os.replace(temporary, target)

@@ -10,7 +10,7 @@ saved by Kedro as it comes, so a corpus of any size needs the memory of one trac
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emomucs import SOURCES
+from emomucs.audio import set_channels
 from emomucs.pipelines.ingestion.nodes import (
     AROUSAL_COLUMN,
     METADATA_COLUMNS,
@@ -46,7 +47,6 @@ _INTEGER_FIELDS = [
 ]
 
 AudioChunk = dict[str, tuple[np.ndarray, int]]
-AudioLoader = Callable[[], tuple[np.ndarray, int]]
 
 
 def design_tracks(options: dict[str, Any]) -> pd.DataFrame:
@@ -103,9 +103,12 @@ def _mm_ss(seconds: float) -> str:
 
 
 AUDIO_SUFFIX = ".flac"
-"""The corpus' audio files: 16-bit FLAC, as the catalog's ``synthetic_choruses`` and
-``synthetic_stems`` write them (``format: FLAC``); lossless, so the samples are the
-same 16-bit values a WAV holds, in about 45 % of the bytes."""
+"""The corpus' audio files: FLAC, as the catalog's ``synthetic_audio`` writes them
+(choruses 16-bit stereo, as PMEmo's; stems 24-bit mono, the mean of 16-bit channels);
+lossless, so the samples are the values a WAV holds, in about 45 % of the bytes."""
+CHORUS_FOLDER = "chorus"
+STEMS_FOLDER = "stems"
+"""The folders of ``synthetic_audio``'s keys, as PMEmo2019 lays them out."""
 
 
 def build_metadata(ground_truth: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
@@ -223,55 +226,37 @@ def _channels(options: dict[str, Any]) -> int:
     return 2 if options.get("stereo", True) else 1
 
 
-def render_stems(
+def render_tracks(
     ground_truth: pd.DataFrame, options: dict[str, Any]
 ) -> Iterator[AudioChunk]:
-    """Render the four stems of each track, one track per yielded chunk.
+    """Render each track's chorus and its four true stems, one track per chunk.
+
+    The stems are rendered in the corpus' channels (stereo by default) on the 16-bit
+    grid; the chorus is their sum, exact on that grid. Each stem is stored as the mean
+    of its channels, the one form the project reads (oracle stems, SDR: mono at the
+    feature rate), at about 60 % of stereo's bytes. That mean needs one bit more than
+    16 (24-bit FLAC, whose unused low bits cost next to nothing), so the stored files
+    keep an exact relation: the stems sum to the chorus' channel mean, sample for
+    sample, and read back as the very samples a stereo stem's down-mix gave. One
+    chunk holds both, so no track waits in memory for another output's turn.
 
     Yields:
-        ``{"<musicId>/<source>": (stem, rate)}``, arrays ``(channels, samples)`` on the
-        16-bit grid, so they are stored without rounding.
+        ``{"chorus/<musicId>": (chorus, rate), "stems/<musicId>/<source>": (stem,
+        rate)}``, the chorus ``(channels, samples)``, each stem ``(1, samples)``.
     """
     rate = int(options["sample_rate"])
     channels = _channels(options)
     for design in _designs(ground_truth):
         stems = render_track(design, rate, channels)
+        chorus = stems.sum(axis=0, dtype=np.float32)
+        mono = set_channels(stems, 1)  # the mean of the channels: exact in float32
         yield {
-            f"{design.music_id}/{source}": (stem, rate)
-            for source, stem in zip(SOURCES, stems, strict=True)
+            f"{CHORUS_FOLDER}/{design.music_id}": (chorus, rate),
+            **{
+                f"{STEMS_FOLDER}/{design.music_id}/{source}": (stem, rate)
+                for source, stem in zip(SOURCES, mono, strict=True)
+            },
         }
-
-
-def mix_stems(
-    ground_truth: pd.DataFrame, stems: dict[str, AudioLoader]
-) -> Iterator[AudioChunk]:
-    """Each chorus as the sum of its stored stems, one track per yielded chunk.
-
-    Mixing what was stored (not what was rendered) makes "the stems sum to the
-    chorus" hold for the files themselves: 16-bit stems add up exactly.
-
-    Args:
-        ground_truth: The tracks to mix (``musicId``).
-        stems: ``"<musicId>/<source>" -> loader`` returning ``(array, rate)``.
-
-    Raises:
-        ValueError: A track lacks a stem, or its stems differ in rate or shape.
-    """
-    for music_id in ground_truth["musicId"].astype(int):
-        parts, rates = [], set()
-        for source in SOURCES:
-            loader = stems.get(f"{music_id}/{source}")
-            if loader is None:
-                raise ValueError(f"track {music_id}: no {source} stem to mix")
-            audio, rate = loader()
-            parts.append(audio)
-            rates.add(rate)
-        if len(rates) > 1 or len({part.shape for part in parts}) > 1:
-            raise ValueError(
-                f"track {music_id}: stems differ in rate {sorted(rates)} or shape "
-                f"{[part.shape for part in parts]}"
-            )
-        yield {str(music_id): (np.sum(parts, axis=0, dtype=np.float32), rates.pop())}
 
 
 def render_multitrack(options: dict[str, Any]) -> Iterator[AudioChunk]:

@@ -1,5 +1,5 @@
-"""Synthetic corpus: designs → PMEmo tables, ceiling, source contributions, stems →
-choruses, multitrack set."""
+"""Synthetic corpus: designs → PMEmo tables, ceiling, source contributions, true
+stems and choruses, multitrack set."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -9,9 +9,8 @@ from .nodes import (
     design_tracks,
     estimate_ceiling,
     estimate_contributions,
-    mix_stems,
     render_multitrack,
-    render_stems,
+    render_tracks,
 )
 
 
@@ -49,16 +48,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="estimate_contributions",
             ),
             Node(
-                render_stems,
+                render_tracks,
                 ["synthetic_ground_truth", "params:synthetic_corpus"],
-                "synthetic_stems",
-                name="render_stems",
-            ),
-            Node(
-                mix_stems,
-                ["synthetic_ground_truth", "synthetic_stems"],
-                "synthetic_choruses",
-                name="mix_stems",
+                "synthetic_audio",
+                name="render_tracks",
             ),
             Node(
                 render_multitrack,
