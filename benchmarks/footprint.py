@@ -18,8 +18,7 @@ the same command again: identical versions are hard links, so data/ should not g
 In the same run it measures, on the corpus' own audio, what storing it costs the
 features: the stored artifacts re-saved as float32 (the size ratio), and the largest
 log-mel difference between the true stems and the same stems through 16-bit FLAC (the
-stored format) or float16 (the alternative). The raw corpus is sized as it is and as
-16-bit FLAC would store it.
+stored format) or float16 (the alternative). The raw corpus is sized per folder.
 
 Writes ``footprint.json`` and ``footprint.md`` in the results folder. The whole
 default run (install apart, every stage, a rerun) is ``benchmarks/first_run.py``'s.
@@ -28,7 +27,6 @@ default run (install apart, every stage, a rerun) is ``benchmarks/first_run.py``
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -41,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import yaml
 
 from benchmarks.suite import ROOT, figure, results_dir
@@ -255,20 +252,20 @@ def log_mel_effect(project: Path, tracks: int) -> dict[str, dict[str, float]]:
 
 
 def corpus_sizes() -> dict[str, int]:
-    """The raw corpus' audio as written (16-bit WAV) and as 16-bit FLAC would store it."""
-    wav = flac = other = 0
-    for file in sorted((ROOT / CORPUS).rglob("*")):
-        if not file.is_file():
-            continue
-        if file.suffix != ".wav":
-            other += file.stat().st_size
-            continue
-        wav += file.stat().st_size
-        audio, rate = sf.read(file, dtype="int16", always_2d=True)
-        buffer = io.BytesIO()
-        sf.write(buffer, audio, rate, format="FLAC", subtype="PCM_16")
-        flac += len(buffer.getvalue())
-    return {"wav_bytes": wav, "as_flac_bytes": flac, "other_bytes": other}
+    """The raw corpus' bytes per folder as written: choruses (16-bit stereo FLAC),
+    true stems (mono 24-bit FLAC), the separator's multitracks, everything else."""
+    root = ROOT / CORPUS
+    folders = {
+        "chorus_bytes": root / "PMEmo2019" / "chorus",
+        "stems_bytes": root / "PMEmo2019" / "stems",
+        "multitrack_bytes": root / "multitrack",
+    }
+    sizes = {
+        name: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        for name, folder in folders.items()
+    }
+    every = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    return {**sizes, "other_bytes": every - sum(sizes.values())}
 
 
 def _mb(size: int) -> str:
@@ -339,8 +336,9 @@ def markdown(result: dict) -> str:
     corpus = result["corpus"]
     lines += [
         "",
-        f"Raw corpus (`{CORPUS}`): {_mb(corpus['wav_bytes'])} of 16-bit WAV; as "
-        f"16-bit FLAC (lossless, same samples) {_mb(corpus['as_flac_bytes'])}.",
+        f"Raw corpus (`{CORPUS}`, FLAC): choruses {_mb(corpus['chorus_bytes'])}, "
+        f"true stems {_mb(corpus['stems_bytes'])}, multitracks "
+        f"{_mb(corpus['multitrack_bytes'])}, the rest {_mb(corpus['other_bytes'])}.",
         "",
     ]
     if "untrained" in result["separator"]:

@@ -14,6 +14,7 @@ from emomucs import SOURCES
 from emomucs.audio import AudioSet, LazyAudio
 from emomucs.datasets import AudioSetDataset
 from emomucs.prune import (
+    RETIRED,
     Deletion,
     current_key_parts,
     freed_bytes,
@@ -248,3 +249,42 @@ def test_prune_deletes_a_killed_save_but_not_a_save_in_progress(tmp_path, capsys
     assert "2026-02-15T00.00.00.000Z  (a killed save: no stems.npz in it)" in out
     assert running.name not in out and VERSIONS[2] not in out  # still the newest
     assert "6 paths" in out
+
+
+def _retired_versions(root: Path) -> dict[str, Path]:
+    """Two versions each of the clips and the mix, as runs before 2026-12-02 stored
+    them."""
+    folders = {}
+    for name, relative in RETIRED.items():
+        folder = root / relative
+        for version, value in zip(VERSIONS[:2], (0.25, 0.5), strict=True):
+            AudioSetDataset(str(folder), version=Version(None, version)).save(
+                AudioSet(8000, {1: np.full((2, 100), value, np.float32)})
+            )
+        folders[name] = folder
+    return folders
+
+
+def test_prune_deletes_every_version_of_what_is_no_longer_stored(tmp_path, capsys):
+    paths = _project(tmp_path)
+    retired = _retired_versions(tmp_path)
+    main(["--project", str(tmp_path)])
+    out = capsys.readouterr().out
+    for name, folder in retired.items():
+        for version in VERSIONS[:2]:  # the newest too: no run reads it
+            assert f"{folder.name}/{version}  ({name} is no longer stored" in out
+    main(["--project", str(tmp_path), "--delete"])
+    assert not any(any(folder.iterdir()) for folder in retired.values())
+    assert sorted(os.listdir(paths["stems"])) == [VERSIONS[2]]  # the rest as before
+
+
+def test_prune_keeps_the_newest_clips_when_the_conf_stores_them_again(tmp_path, capsys):
+    _project(tmp_path)
+    retired = _retired_versions(tmp_path)
+    (tmp_path / "conf" / "local" / "catalog.yml").write_text(
+        "clips:\n  type: emomucs.datasets.AudioSetDataset\n"
+        f"  filepath: {RETIRED['clips']}\n  versioned: true\n"
+    )
+    main(["--project", str(tmp_path), "--delete"])
+    assert sorted(os.listdir(retired["clips"])) == [VERSIONS[1]]
+    assert os.listdir(retired["mix"]) == []

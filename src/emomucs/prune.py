@@ -11,6 +11,8 @@ What goes:
 - versions of every versioned artifact under ``data/`` older than the newest
   ``--keep`` (Kedro writes ``<name>/<timestamp>/<name>``), and version folders a killed
   save left without their artifact, older than the newest whole version;
+- every version of an artifact the project stored once and now keeps in memory
+  (:data:`RETIRED`: the clips and the mix), unless the conf stores it again;
 - entries of the stems cache (``separation.cache_dir``) written by another separator
   than the one of the newest ``stems`` version (or ``--separator``) and those of the
   newest stems of each separator beside it (``hpss.stems``), or by other separation
@@ -47,6 +49,15 @@ logger = logging.getLogger(__name__)
 
 VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}\.\d{2}\.\d{2}\.\d{3}Z$")
 """Kedro's version folder names (``2026-12-01T10.02.03.456Z``)."""
+
+
+RETIRED = {
+    "clips": "data/02_intermediate/clips.npz",
+    "mix": "data/03_primary/mix.npz",
+}
+"""Catalog entries stored before 2026-12-02 and kept in memory since (each clip is cut
+from its chorus file, each mix track down-mixed, when looked up): no run reads their
+versions, which would otherwise stay on disk (241 MB for the default corpus)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,24 @@ def old_versions(data_dir: Path, keep: int) -> list[Deletion]:
                     Deletion(folder, f"a killed save: no {artifact.name} in it")
                 )
     return sorted(deletions, key=lambda deletion: deletion.path)
+
+
+def retired_versions(project: Path, catalog: dict[str, Any]) -> list[Deletion]:
+    """Every version of each :data:`RETIRED` artifact the catalog no longer stores
+    at that path (a conf that stores it again keeps its versions to ``--keep``)."""
+    deletions = []
+    for name, relative in RETIRED.items():
+        if (catalog.get(name) or {}).get("filepath") == relative:
+            continue
+        folder = project / relative
+        if not folder.is_dir():
+            continue
+        deletions += [
+            Deletion(version, f"{name} is no longer stored (kept in memory)")
+            for version in sorted(folder.iterdir())
+            if version.is_dir() and VERSION.match(version.name)
+        ]
+    return deletions
 
 
 def current_separator(stems_path: Path) -> str | None:
@@ -250,8 +279,11 @@ def delete(deletions: Sequence[Deletion]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _stems_settings(project: Path, env: str | None) -> tuple[Path | None, Path]:
-    """The stems cache folder and the ``stems`` file path from the project's conf."""
+def _settings(
+    project: Path, env: str | None
+) -> tuple[Path | None, Path, dict[str, Any]]:
+    """The stems cache folder, the ``stems`` file path and the catalog config from
+    the project's conf."""
     from kedro.config import OmegaConfigLoader
 
     loader = OmegaConfigLoader(
@@ -260,8 +292,9 @@ def _stems_settings(project: Path, env: str | None) -> tuple[Path | None, Path]:
         default_run_env=env or "local",
     )
     cache_dir = loader["parameters"]["separation"].get("cache_dir")
-    stems = loader["catalog"]["stems"]["filepath"]
-    return (project / cache_dir if cache_dir else None), project / stems
+    catalog = loader["catalog"]
+    stems = catalog["stems"]["filepath"]
+    return (project / cache_dir if cache_dir else None), project / stems, catalog
 
 
 def _other_separators(project: Path, stems_path: Path) -> list[str]:
@@ -305,9 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     project = args.project.resolve()
-    cache_dir, stems_path = _stems_settings(project, args.env)
+    cache_dir, stems_path, catalog = _settings(project, args.env)
     separator = args.separator or current_separator(stems_path)
-    deletions = old_versions(project / "data", args.keep)
+    retired = retired_versions(project, catalog)
+    gone = {deletion.path for deletion in retired}
+    deletions = [
+        deletion
+        for deletion in old_versions(project / "data", args.keep)
+        if deletion.path not in gone
+    ] + retired
     if cache_dir is not None:
         linked = linked_files(
             project / "data", [deletion.path for deletion in deletions] + [cache_dir]
