@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from kedro.io import DatasetError, Version
 
@@ -108,6 +109,20 @@ def test_audio_folder_round_trip_and_missing_folder(tmp_path):
     assert rate == 22050 and audio.shape == (2, 2205)
     np.testing.assert_allclose(audio, tone, atol=1e-4)  # 16-bit quantisation
     assert not list((tmp_path / "stems" / "12").glob(".*"))  # no temporary left over
+
+
+def test_audio_folder_writes_a_folders_subtype_and_keeps_17_bit_values(tmp_path):
+    """``subtypes`` picks the subtype by the key's top folder: a 24-bit file holds
+    the mean of two 16-bit channels exactly, where 16 bits would round it."""
+    folder = AudioFolderDataset(
+        str(tmp_path), format="FLAC", subtypes={"stems": "PCM_24"}
+    )
+    odd = np.array([[1.0, -3.0, 32767.0, -32768.0]], np.float32) / 32768 / 2
+    folder.save({"chorus/1": (odd * 0 + 0.25, 8000), "stems/1/bass": (odd, 8000)})
+    assert sf.info(tmp_path / "chorus" / "1.flac").subtype == "PCM_16"
+    assert sf.info(tmp_path / "stems" / "1" / "bass.flac").subtype == "PCM_24"
+    audio, _ = folder.load()["stems/1/bass"]()
+    np.testing.assert_array_equal(audio, odd)  # half-steps of the 16-bit grid
 
 
 def test_audio_folder_never_writes_outside_its_root(tmp_path):
