@@ -115,6 +115,19 @@ def in_memory() -> tuple[dict, dict]:
     return outputs, options
 
 
+def designs_of(options: dict, count: int = 4) -> list:
+    """The designs of the first ``count`` tracks the corpus options describe."""
+    return design_corpus(
+        count,
+        options["seed"],
+        options["first_music_id"],
+        tuple(options["chorus_range_s"]),
+        options["short_below_s"],
+        options["short_fraction"],
+        options["label_noise_sd"],
+    )[0]
+
+
 def test_tables_have_the_pmemo_columns_and_formats(in_memory):
     outputs, options = in_memory
     metadata = outputs["synthetic_metadata"]
@@ -280,15 +293,7 @@ def test_written_corpus_reads_back_like_the_real_pmemo_samples(
     # read exactly as one reads the real samples
     metadata = pd.read_csv(root / "metadata.csv")
     assert metadata.dtypes.equals(pd.read_csv(pmemo_samples / "metadata.csv").dtypes)
-    designs, _ = design_corpus(
-        4,
-        options["seed"],
-        options["first_music_id"],
-        tuple(options["chorus_range_s"]),
-        options["short_below_s"],
-        options["short_fraction"],
-        options["label_noise_sd"],
-    )
+    designs = designs_of(options)
     for design, row in zip(designs, metadata.itertuples(), strict=True):
         chorus = root / "chorus" / row.fileName
         info = sf.info(chorus)
@@ -334,15 +339,7 @@ def test_a_mono_corpus_stores_its_stems_as_rendered(in_memory):
     chunk = next(render_tracks(truth, {**options, "stereo": False}))
     music_id = int(truth["musicId"].iloc[0])
     parts = np.stack([chunk[f"stems/{music_id}/{source}"][0] for source in SOURCES])
-    design = design_corpus(
-        4,
-        options["seed"],
-        options["first_music_id"],
-        tuple(options["chorus_range_s"]),
-        options["short_below_s"],
-        options["short_fraction"],
-        options["label_noise_sd"],
-    )[0][0]
+    design = designs_of(options)[0]
     assert design.music_id == music_id
     rendered = render_track(design, options["sample_rate"], 1)
     np.testing.assert_array_equal(parts, rendered)  # mono already: stored as rendered
