@@ -137,14 +137,8 @@ class StemsCache:
             reverse=True,
         )
         for entry in earlier:
-            try:
-                with np.load(entry, allow_pickle=False) as archive:
-                    if "key_parts" not in archive.files:
-                        continue
-                    old = json.loads(str(archive["key_parts"]))
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                continue
-            if old.get("separator") == parts.get("separator"):
+            old = self.key_parts_of(entry)
+            if old is not None and old.get("separator") == parts.get("separator"):
                 return changed_parts(old, parts)
         return None
 
