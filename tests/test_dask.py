@@ -1,5 +1,7 @@
 """``kedro run --runner=emomucs.runners.DaskRunner`` on a local cluster of two worker
-processes gives what ``SequentialRunner`` gives, and survives a worker killed mid-run.
+processes gives what ``SequentialRunner`` gives, and survives a worker killed mid-run;
+so does a plain run whose separation and training fan out to two local worker
+processes (``workers: 2``) instead of one (``workers: 1``).
 
 Two throw-away copies of the tiny project (the same synthetic corpus and tiny Demucs
 separator) run ``emomucs_late`` up to its C1D finetune and freeze variants
@@ -42,10 +44,12 @@ from tests.tiny_project import (
 OVERRIDES = merge(
     DETERMINISM_OVERRIDES,
     {
-        "training": {"repeats": 1, "max_epochs": 1},
+        "training": {"repeats": 1, "max_epochs": 1, "workers": 1},
+        "separation": {"workers": 1},
         "contributions": {"shapley": False},
     },
 )
+POOLED = merge(OVERRIDES, {"training": {"workers": 2}, "separation": {"workers": 2}})
 VARIANTS = [
     *(f"sources.c1d_{source}" for source in ("bass", "drums", "other", "vocals")),
     "emomucs_late.c1d_finetune",
@@ -95,18 +99,23 @@ class _Killer(threading.Thread):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
-    """The sequential and the Dask project after their runs, and what was killed."""
+    """The sequential, pooled and Dask projects after their runs, and what was
+    killed."""
     from distributed import Client
 
     root = tmp_path_factory.mktemp("dask")
     sequential = make_project(root / "sequential", OVERRIDES)
+    pooled = make_project(root / "pooled", POOLED)
     dask = make_project(root / "dask", OVERRIDES)
     write_tiny_repo(sequential / "data/06_models/separator")
     make_synthetic_corpus(sequential)
     for folder in ("data/01_raw", "data/06_models/separator"):
         shutil.copytree(sequential / folder, dask / folder)
+        shutil.copytree(sequential / folder, pooled / folder)
     kedro(sequential, *RUN)
     kedro(sequential, *REPORT)
+    wide = {"COLUMNS": "250"}  # log lines unwrapped, to be searched
+    pooled_output = kedro(pooled, *RUN, env=wide) + kedro(pooled, *REPORT, env=wide)
 
     here = Path.cwd()
     os.chdir(dask)  # workers resolve the caches' relative paths from their folder
@@ -133,6 +142,8 @@ def runs(tmp_path_factory) -> dict:
         os.chdir(here)
     return {
         "sequential": sequential,
+        "pooled": pooled,
+        "pooled_output": pooled_output,
         "dask": dask,
         "killed": killer.killed,
         "starts": starts,
@@ -152,10 +163,7 @@ def _files(project: Path, folder: str = "data") -> list[str]:
     return sorted(pd.Series(list(names)).str.replace(VERSION, "/<v>/", regex=True))
 
 
-@pytest.mark.slow
-def test_dask_runner_gives_the_sequential_results_table_and_metrics(runs):
-    sequential, dask = runs["sequential"], runs["dask"]
-    assert "Dask: scheduler" in runs["output"]
+def _compared_tables() -> list[str]:
     tables = [
         "data/08_reporting/results_table.csv",
         "data/08_reporting/results_differences.csv",
@@ -163,6 +171,14 @@ def test_dask_runner_gives_the_sequential_results_table_and_metrics(runs):
     tables += [f"data/08_reporting/{v}/cv_metrics.csv" for v in VARIANTS[-2:]]
     for output in ("cv_predictions.csv", "training_log.csv"):
         tables += [f"data/07_model_output/{v}/{output}" for v in VARIANTS]
+    return tables
+
+
+@pytest.mark.slow
+def test_dask_runner_gives_the_sequential_results_table_and_metrics(runs):
+    sequential, dask = runs["sequential"], runs["dask"]
+    assert "Dask: scheduler" in runs["output"]
+    tables = _compared_tables()
     for table in tables:
         expected = latest(sequential, table).read_bytes()
         assert latest(dask, table).read_bytes() == expected, table
@@ -198,6 +214,18 @@ def test_dask_run_survives_a_killed_worker_with_nothing_lost_or_duplicated(runs)
         assert a["best_loss"] == b["best_loss"] and a["history"] == b["history"]
         for name, tensor in a["checkpoint"]["state"].items():
             assert torch.equal(tensor, b["checkpoint"]["state"][name]), entry
+
+
+@pytest.mark.slow
+def test_two_local_workers_give_the_sequential_results_table_and_metrics(runs):
+    sequential, pooled = runs["sequential"], runs["pooled"]
+    # both fan-outs went to the workers (one log line each time)
+    assert re.search(r"separate: \d+ jobs on 2 worker processes", runs["pooled_output"])
+    assert re.search(r"train-.*: \d+ jobs on 2 worker processes", runs["pooled_output"])
+    for table in _compared_tables():
+        expected = latest(sequential, table).read_bytes()
+        assert latest(pooled, table).read_bytes() == expected, table
+    assert _files(pooled) == _files(sequential)
 
 
 def test_an_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_trace(tmp_path):

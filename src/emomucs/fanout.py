@@ -6,8 +6,9 @@ loop on the Dask cluster a node runs on, one task per job, and returns the resul
 the jobs' order, so what the node does with them (and every number it computes) is
 the same as in the plain loop. A cluster is *reachable* when this process is a Dask
 worker (the node runs under :class:`emomucs.runners.DaskRunner`) or holds a Dask
-client (``distributed.Client(...)`` in a notebook); otherwise, and for fewer than two
-jobs, the loop runs here, in order, as it always did.
+client (``distributed.Client(...)`` in a notebook). Without one, ``workers`` above 1
+runs the jobs on that many local worker processes (:mod:`emomucs.local_pool`), and
+``workers=1`` (or a single job) runs the loop here, in order.
 
 Jobs must be self-contained: seeded from their own description (never from state a
 previous job left behind), and writing any file through
@@ -24,6 +25,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
+
+from emomucs.local_pool import in_worker, pool, resolve_workers
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,10 @@ def map_in_order(
     shared: dict[str, Any] | None = None,
     label: str = "job",
     on_done: Callable[[_Job, _Result], object] | None = None,
+    workers: int | str | None = 1,
 ) -> list[_Result]:
     """``[function(job, **shared) for job in jobs]``, on the cluster when one is
-    reachable.
+    reachable, else on ``workers`` local processes.
 
     Args:
         function: A module-level function (workers import it by name).
@@ -96,12 +100,18 @@ def map_in_order(
         on_done: Called with each job and its result as it finishes (in the
             order of ``jobs`` here, in the order they finish on a cluster), e.g.
             to advance a progress bar.
+        workers: Local worker processes when no cluster is reachable: ``auto``
+            (one per usable core) or a count; 1 runs the loop in this process.
 
     Returns:
         The results in the order of ``jobs``.
     """
     shared = shared or {}
     with _cluster_client() as client:
+        if client is None and len(jobs) >= 2 and not in_worker():
+            count = resolve_workers(workers)
+            if count > 1:
+                return pool(count).map(function, jobs, shared, label, on_done)
         if client is None or len(jobs) < 2:
             results = []
             for job in jobs:

@@ -225,6 +225,7 @@ def _groups() -> dict[str, type]:
         progress=(bool | None, None),
         corpus_root=(str | None, None),
         num_threads=(int | None, None),
+        workers=(int | Literal["auto"] | None, None),
     )
     separator_training = create_model(
         "SeparatorTraining",

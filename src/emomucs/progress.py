@@ -9,12 +9,15 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
+from emomucs.local_pool import in_worker
+
 T = TypeVar("T")
 
 
 def quiet_progress() -> bool:
-    """True off a terminal or in CI, where a progress bar is only noise in the log."""
-    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
+    """True off a terminal, in CI, where a progress bar is only noise in the log, and
+    in a local worker process (its parent shows the progress)."""
+    return bool(os.environ.get("CI")) or in_worker() or not sys.stderr.isatty()
 
 
 def progress(items: Iterable[T], **kwargs) -> Iterable[T]:

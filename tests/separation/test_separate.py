@@ -242,3 +242,23 @@ def test_an_entry_whose_audio_is_damaged_is_separated_again(separator, tmp_path)
         clips, 8000, separator, 8000, ApplyOptions(), cache, progress=False
     )
     assert np.asarray(again[100]).shape == np.asarray(again[101]).shape
+
+
+def test_separation_on_two_workers_gives_the_same_stems(separator, tmp_path):
+    clips = _clips(5, channels=2, rate=8000, seconds=1.0)
+    options = ApplyOptions(batch_size=2, device="cpu")
+    alone = separate_tracks(
+        clips, 8000, separator, 8000, options, StemsCache(tmp_path / "alone")
+    )
+    pooled = separate_tracks(
+        clips,
+        8000,
+        separator,
+        8000,
+        options,
+        StemsCache(tmp_path / "pooled"),
+        workers=2,
+    )
+    assert sorted(pooled) == sorted(alone)
+    for music_id, stems in alone.items():
+        np.testing.assert_array_equal(pooled[music_id], stems)

@@ -420,3 +420,30 @@ def test_pooling_over_time_learns_a_cue_that_moves_in_time():
         r2[pooling] = score(result.predictions)["r2_valence"]
     assert r2["mean"] > 0.5, r2
     assert r2["mean"] > r2["flatten"] + 0.15, r2
+
+
+def test_nested_cv_on_two_workers_trains_the_same_models(small_corpus, tmp_path):
+    table, features = small_corpus
+    folds = assign_folds(table["musicId"], outer_folds=3, inner_folds=2, seed=0)
+    spec = ExperimentSpec.from_params({"model": "C1D", "sources": ["bass"]})
+    train = TrainOptions(max_epochs=3, patience=2, batch_size=4, progress=False)
+    results = {
+        workers: run_nested_cv(
+            spec,
+            features,
+            table,
+            folds,
+            CVOptions(train, num_threads=1, workers=workers, repeats=2),
+        )
+        for workers in (1, 2)
+    }
+    alone, pooled = results[1], results[2]
+    assert alone.predictions.equals(pooled.predictions)
+    assert alone.log.equals(pooled.log)
+    models = alone.models["models"]
+    for r, by_outer in models.items():
+        for k, by_inner in by_outer.items():
+            for j, checkpoint in by_inner.items():
+                other = pooled.models["models"][r][k][j]["state"]
+                for name, tensor in checkpoint["state"].items():
+                    assert torch.equal(tensor, other[name]), (r, k, j, name)

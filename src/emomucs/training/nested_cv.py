@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from emomucs.fanout import map_in_order
 from emomucs.models import from_checkpoint, to_checkpoint
+from emomucs.progress import quiet_progress
 from emomucs.training.cache import SplitCache, environment, hash_values, slug
 from emomucs.training.data import (
     FeatureSet,
@@ -51,6 +53,10 @@ class CVOptions:
         cache_dir: Where finished splits are kept so a killed run resumes; None
             turns the cache off.
         num_threads: torch CPU threads; None leaves torch's default.
+        workers: Splits trained side by side in local worker processes, each
+            with ``num_threads`` threads: ``auto`` (one per usable core) or a
+            count; 1 trains them one after another here. The results do not
+            depend on it.
     """
 
     train: TrainOptions
@@ -59,6 +65,7 @@ class CVOptions:
     standardise: bool = False
     cache_dir: str | None = None
     num_threads: int | None = None
+    workers: int | Literal["auto"] | None = 1
 
     def __post_init__(self) -> None:
         if int(self.repeats) < 1:
@@ -383,19 +390,25 @@ def run_nested_cv(
     # Everything that changes a split's result, except the split and its start.
     settings = {**options.train.__dict__, **options.__dict__}
     # repeats: each repeat is its own set of jobs (with its own key)
-    for key in ("train", "progress", "cache_dir", "num_threads", "device", "repeats"):
+    for key in (
+        "train",
+        "progress",
+        "cache_dir",
+        "num_threads",
+        "device",
+        "repeats",
+        "workers",
+    ):
         settings.pop(key)
     with torch.random.fork_rng():  # building draws weights; keep the seeds' stream
         built = to_checkpoint(spec.build(shape))
+    device = resolve_device(options.train.device)
     parts = {
         "experiment": spec.to_dict(),
         "settings": settings,
         "inputs": shape,
         "data": hash_values(data.inputs, data.labels),
-        **environment(
-            {"model": built["model"], "kwargs": built["kwargs"]},
-            resolve_device(options.train.device),
-        ),
+        **environment({"model": built["model"], "kwargs": built["kwargs"]}, device),
     }
     data_key = hash_values(parts)
     cache = SplitCache(options.cache_dir, name, parts)
@@ -435,17 +448,37 @@ def run_nested_cv(
         else:
             log.info("%s: reused from the cache", job.where)
             entries[job.repeat, job.split.outer, job.split.inner] = entry
-    # one task per split on a Dask cluster when one is reachable, else this loop;
-    # results come back in the jobs' order either way
-    trained = map_in_order(
-        train_and_cache_split,
-        todo,
-        shared={"data": data, "shape": shape, "options": options, "cache": cache},
-        label=f"train-{slug(name)}",
+    # one task per split on a Dask cluster when one is reachable, else on the local
+    # workers or in this loop; results come back in the jobs' order either way
+    bar = tqdm(
+        total=len(todo),
+        unit="split",
+        desc=name,
+        disable=not options.train.progress or quiet_progress() or not todo,
     )
+    with bar:
+        trained = map_in_order(
+            train_and_cache_split,
+            todo,
+            shared={"data": data, "shape": shape, "options": options, "cache": cache},
+            label=f"train-{slug(name)}",
+            on_done=lambda job, entry: _log_trained(job, entry, bar),
+            # one GPU: its splits take turns
+            workers=1 if device.type == "cuda" else options.workers,
+        )
     for job, entry in zip(todo, trained, strict=True):
         entries[job.repeat, job.split.outer, job.split.inner] = entry
     return _collect(data, jobs, entries, options, features, folds_id)
+
+
+def _log_trained(job: SplitJob, entry: dict[str, Any], bar: tqdm) -> None:
+    bar.update()
+    log.info(
+        "%s: trained, best epoch %d (validation loss %.4g)",
+        job.where,
+        entry["best_epoch"],
+        entry["best_loss"],
+    )
 
 
 def train_and_cache_split(

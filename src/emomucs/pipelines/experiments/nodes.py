@@ -30,8 +30,9 @@ from emomucs.training.data import describe_inputs
 from emomucs.training.folds import fingerprint_folds
 from emomucs.training.metrics import METRIC_COLUMNS, SUMMARY_SCOPES
 
-UNRECORDED_TRAINING = ("cache_dir", "progress", "num_threads")
-"""Training parameters that do not change a score (where and how verbosely)."""
+UNRECORDED_TRAINING = ("cache_dir", "progress", "num_threads", "workers")
+"""Training parameters that do not change a score (where, on how many processes
+and how verbosely)."""
 
 
 def assign_cv_folds(track_table: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:

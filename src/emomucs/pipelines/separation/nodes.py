@@ -137,7 +137,8 @@ def separate_sources(
         options: ``separation`` parameters: ``separator``, ``apply``,
             ``output_sample_rate``, ``cache_dir``, ``seed``, ``progress``,
             ``num_threads`` (torch CPU threads while separating here; None keeps
-            torch's) and ``corpus_root`` (the dataset root, to warn when a local
+            torch's), ``workers`` (local worker processes, each with those
+            threads) and ``corpus_root`` (the dataset root, to warn when a local
             separator meets a corpus other than the synthetic one).
         separator: Another separator than ``options["separator"]`` (the
             ``<namespace>.separator`` parameters of a separator namespace such as
@@ -175,6 +176,7 @@ def separate_sources(
             StemsCache(options.get("cache_dir")),
             seed=int(options.get("seed", 0)),
             progress=bool(options.get("progress", True)),
+            workers=options.get("workers", 1),
         )
     attrs = {
         "separator": loaded.identity,

@@ -1,0 +1,279 @@
+"""Worker processes on this machine for a node's independent jobs.
+
+Without a Dask cluster a node's jobs (separation batches, nested-CV splits) ran one
+after another on one core, because one torch thread per job is what these small
+models run best on (docs/performance.md). :class:`LocalPool` runs them on as many
+worker processes as there are cores instead. Each worker is a fresh interpreter
+(``python -m emomucs.local_pool``: nothing of the parent's threads, locks or
+``__main__`` is inherited), runs each job
+with the parent's torch thread count, and lives for the whole ``kedro run``, so
+importing torch is paid once per worker, not once per node.
+
+The jobs' shared inputs (features, the separator) are pickled once per
+:meth:`LocalPool.map` and sent once to each worker that runs one of its jobs; a
+worker drops them when the map ends. Jobs must be self-contained (see
+:mod:`emomucs.fanout`), so a job gives the same result in a worker as in the parent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process ended while it ran a job (killed, out of memory, crashed)."""
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | str | None) -> int:
+    """Worker processes for ``workers``: ``auto`` (or None) is one per usable core.
+
+    Raises:
+        ValueError: Neither ``auto`` nor a positive integer.
+    """
+    if workers is None or workers == AUTO:
+        return usable_cores()
+    try:
+        count = int(workers)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1 or str(workers).strip() != str(count):
+        raise ValueError(
+            f"workers must be 'auto' or a positive integer, got {workers!r}"
+        )
+    return count
+
+
+def _torch_threads() -> int | None:
+    """The parent's torch thread count, for workers to run with; None when the
+    parent has not imported torch (its jobs do not use it)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _send(connection: Connection, message: tuple) -> None:
+    # plain pickle: multiprocessing's own pickler hands torch tensors over as shared
+    # memory through a side channel that needs a multiprocessing parent
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(connection: Connection) -> tuple:
+    return pickle.loads(connection.recv_bytes())
+
+
+def _serve(connection: Connection) -> None:
+    """A worker's loop: keep the latest shared inputs, run jobs, send results."""
+    os.environ["EMOMUCS_WORKER"] = "1"  # progress bars stay in the parent
+    logging.basicConfig(level=logging.WARNING, format="worker %(process)d: %(message)s")
+    shared: dict[str, Any] = {}
+    token = None
+    try:
+        while True:
+            message = _receive(connection)
+            kind = message[0]
+            if kind == "shared":
+                token, threads = message[1], message[2]
+                shared = pickle.loads(connection.recv_bytes())
+                if threads is not None:
+                    import torch
+
+                    torch.set_num_threads(threads)
+            elif kind == "forget":
+                shared, token = {}, None
+            elif kind == "job":
+                _, job_token, index, function, job = message
+                if job_token != token:
+                    raise RuntimeError("a job arrived without its shared inputs")
+                try:
+                    result = function(job, **shared)
+                except BaseException as error:  # sent back; the parent re-raises it
+                    _send(connection, ("error", index, _picklable(error)))
+                else:
+                    _send(connection, ("done", index, result))
+            elif kind == "stop":
+                return
+    except (EOFError, KeyboardInterrupt):  # the parent is gone or interrupted
+        return
+
+
+def _picklable(error: BaseException) -> BaseException:
+    """``error`` with its worker traceback attached, or a RuntimeError saying what
+    it was when it cannot travel back."""
+    text = "".join(traceback.format_exception(error))
+    try:
+        error.add_note(f"In a worker process:\n{text}")
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(
+            f"{type(error).__name__}: {error}\nIn a worker process:\n{text}"
+        )
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+    connection: Connection
+    token: str | None = None
+    running: int | None = None  # index of its job
+
+
+@dataclass
+class LocalPool:
+    """A fixed number of spawned worker processes (started on first use)."""
+
+    size: int
+    _workers: list[_Worker] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _start(self) -> None:
+        for _ in range(self.size - len(self._workers)):
+            ours, theirs = socket.socketpair()
+            # a plain `python -m` child: nothing of the parent's __main__ is re-run
+            # (multiprocessing's spawn would re-import a script without a main guard)
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            )
+            theirs.close()
+            self._workers.append(_Worker(process, Connection(ours.detach())))
+
+    def close(self) -> None:
+        """Stop the workers (a worker in a job is killed)."""
+        for worker in self._workers:
+            if worker.running is None:
+                try:
+                    _send(worker.connection, ("stop",))
+                except OSError:
+                    pass
+            else:
+                worker.process.kill()
+        for worker in self._workers:
+            try:
+                worker.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.connection.close()
+        self._workers = []
+
+    def map(
+        self,
+        function: Callable[..., Any],
+        jobs: Sequence[Any],
+        shared: dict[str, Any],
+        label: str,
+        on_done: Callable[[Any, Any], object] | None = None,
+    ) -> list[Any]:
+        """``[function(job, **shared) for job in jobs]`` on the workers.
+
+        ``on_done`` sees each job as it finishes (in the order they finish). The
+        first job that raises ends the map: the other workers are stopped (a job
+        of theirs that finished is kept wherever it writes, e.g. a cache) and the
+        error is raised here.
+
+        Raises:
+            WorkerDiedError: A worker ended during a job; names the job's index.
+        """
+        with self._lock:  # one map at a time (a threaded runner's nodes take turns)
+            try:
+                return self._map(function, jobs, shared, label, on_done)
+            except BaseException:
+                self.close()  # busy workers would answer a map that has ended
+                raise
+
+    def _map(self, function, jobs, shared, label, on_done) -> list[Any]:
+        self._start()
+        token = uuid.uuid4().hex
+        payload = pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL)
+        threads = _torch_threads()
+        todo = deque(range(len(jobs)))
+        results: list[Any] = [None] * len(jobs)
+        workers = self._workers[: min(self.size, len(jobs))]
+        log.info("%s: %d jobs on %d worker processes", label, len(jobs), len(workers))
+        while todo or any(w.running is not None for w in workers):
+            for worker in workers:
+                if worker.running is None and todo:
+                    index = todo.popleft()
+                    if worker.token != token:
+                        _send(worker.connection, ("shared", token, threads))
+                        worker.connection.send_bytes(payload)
+                        worker.token = token
+                    _send(
+                        worker.connection, ("job", token, index, function, jobs[index])
+                    )
+                    worker.running = index
+            busy = [w for w in workers if w.running is not None]
+            ready = wait([w.connection for w in busy])
+            for worker in busy:
+                if worker.connection not in ready:
+                    continue
+                try:
+                    kind, index, value = _receive(worker.connection)
+                except (EOFError, OSError):  # its end of the socket closed: it died
+                    raise WorkerDiedError(
+                        f"{label}: worker process {worker.process.pid} ended (exit "
+                        f"code {worker.process.wait()}) while running job "
+                        f"{worker.running}: {jobs[worker.running]!r}"
+                    ) from None
+                if kind == "error":
+                    raise value
+                worker.running = None
+                results[index] = value
+                if on_done is not None:
+                    on_done(jobs[index], value)
+        for worker in workers:
+            _send(worker.connection, ("forget",))
+            worker.token = None
+        return results
+
+
+_pools: dict[int, LocalPool] = {}
+
+
+def pool(size: int) -> LocalPool:
+    """The process-wide pool of ``size`` workers (kept between nodes)."""
+    if size not in _pools:
+        _pools[size] = LocalPool(size)
+    return _pools[size]
+
+
+@atexit.register
+def _close_pools() -> None:
+    for each in _pools.values():
+        each.close()
+
+
+def in_worker() -> bool:
+    """True in a :class:`LocalPool` worker process."""
+    return os.environ.get("EMOMUCS_WORKER") == "1"
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))

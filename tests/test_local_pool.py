@@ -1,0 +1,122 @@
+"""Local worker processes (``emomucs.local_pool``): the loop's results, in its order,
+from two processes; errors and dead workers named. That separation and nested CV give
+exactly what one process gives: tests/separation/test_separate.py and
+tests/training/test_nested_cv.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from emomucs.fanout import map_in_order
+from emomucs.local_pool import WorkerDiedError, pool, resolve_workers, usable_cores
+
+
+def _square_where(job: int, offset: int) -> tuple[int, int]:
+    return job * job + offset, os.getpid()
+
+
+def _fail_on_three(job: int) -> int:
+    if job == 3:
+        raise ValueError(f"job {job} cannot be done")
+    return job
+
+
+def _die_on_three(job: int) -> int:
+    if job == 3:
+        os._exit(7)  # as a worker killed for memory
+    return job
+
+
+def test_two_workers_give_the_loop_results_in_the_jobs_order():
+    jobs = list(range(9, 0, -1))
+    seen = []
+    results = map_in_order(
+        _square_where,
+        jobs,
+        shared={"offset": 10},
+        on_done=lambda job, _: seen.append(job),
+        workers=2,
+    )
+    assert [value for value, _ in results] == [j * j + 10 for j in jobs]
+    where = {pid for _, pid in results}
+    assert os.getpid() not in where and len(where) == 2  # both workers, not here
+    assert sorted(seen) == sorted(jobs)
+    # the workers stay for the next map, which gets its own shared inputs
+    again = map_in_order(_square_where, [2, 3], shared={"offset": -1}, workers=2)
+    assert [value for value, _ in again] == [3, 8]
+    assert {pid for _, pid in again} <= where
+
+
+def test_one_worker_or_one_job_runs_the_loop_here():
+    assert map_in_order(_square_where, [4], shared={"offset": 0}, workers=2) == [
+        (16, os.getpid())
+    ]
+    results = map_in_order(_square_where, [1, 2], shared={"offset": 0}, workers=1)
+    assert {pid for _, pid in results} == {os.getpid()}
+
+
+def test_a_job_error_reaches_the_caller_with_its_worker_traceback():
+    with pytest.raises(ValueError, match="job 3 cannot be done") as raised:
+        map_in_order(_fail_on_three, [1, 2, 3, 4], workers=2)
+    assert any("In a worker process" in note for note in raised.value.__notes__)
+    assert map_in_order(_fail_on_three, [1, 2], workers=2) == [1, 2]  # usable again
+
+
+def test_a_dead_worker_is_named_with_its_job_and_a_new_one_takes_over():
+    with pytest.raises(WorkerDiedError, match=r"exit code 7\) while running job 2: 3"):
+        map_in_order(_die_on_three, [1, 2, 3, 4], workers=2)
+    assert map_in_order(_die_on_three, [1, 2, 4], workers=2) == [1, 2, 4]
+
+
+def test_a_script_without_a_main_guard_can_use_the_workers(tmp_path):
+    # multiprocessing's spawn would run such a script again in every worker
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from emomucs.fanout import map_in_order
+            from tests.test_local_pool import _square_where
+            print([v for v, _ in map_in_order(
+                _square_where, [1, 2, 3], shared={"offset": 1}, workers=2)])
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[2, 5, 10]"
+
+
+def test_workers_setting():
+    assert resolve_workers("auto") == resolve_workers(None) == usable_cores() >= 1
+    assert resolve_workers(3) == resolve_workers("3") == 3
+    for bad in (0, -1, "two", 1.5):
+        with pytest.raises(ValueError, match="workers must be 'auto'"):
+            resolve_workers(bad)
+
+
+def test_workers_run_jobs_with_the_parents_torch_threads():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        pool(2)  # started already or now: the threads travel with each map
+        threads = map_in_order(_torch_threads_of, [0, 1, 2], workers=2)
+    finally:
+        torch.set_num_threads(before)
+    assert threads == [1, 1, 1]
+
+
+def _torch_threads_of(job: int) -> int:
+    return torch.get_num_threads()
