@@ -9,7 +9,8 @@ Clones the committed HEAD into a temporary folder and, there:
    goal counts the work after the install;
 2. runs ``bash scripts/run_offline.sh`` (the README's first command: corpus, the shipped
    separator, then the pipeline) under ``/usr/bin/time``: wall time, CPU time and peak
-   RSS of the whole command, and each Kedro node's time from its log;
+   RSS of the largest process, the peak memory (PSS) of all its processes together
+   (worker processes included), and each Kedro node's time from its log;
 3. runs the same command again (the rerun: corpus, stems and trained splits cached).
 
 Writes ``benchmarks/results/first_run.json`` and ``first_run.md`` with the machine's
@@ -28,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -53,17 +55,71 @@ def _environment() -> dict[str, str]:
     return env
 
 
+def _children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name may hold spaces and parentheses: split after its ")"
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def tree_pss_kb(root: int) -> int:
+    """Proportional set size of ``root`` and all its descendants, in kB: the memory
+    the process tree holds, pages shared between its processes (torch's libraries
+    in each worker) counted once in all."""
+    children, total, todo = _children(), 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        found = re.search(r"^Pss:\s+(\d+) kB", rollup, flags=re.M)
+        total += int(found.group(1)) if found else 0
+    return total
+
+
+class _TreeMemory(threading.Thread):
+    """Samples :func:`tree_pss_kb` of a process every ``every`` seconds; keeps the
+    peak."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every, self.peak_kb = pid, every, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            self.peak_kb = max(self.peak_kb, tree_pss_kb(self.pid))
+
+
 def _timed(command: str, cwd: Path, log: Path) -> dict[str, float]:
-    """Run ``command`` in bash under ``/usr/bin/time``; its figures and the log."""
+    """Run ``command`` in bash under ``/usr/bin/time``; its figures and the log.
+
+    ``peak_rss_mb`` is the largest single process (``/usr/bin/time``);
+    ``peak_tree_mb`` the peak of all the command's processes together (worker
+    processes included), sampled twice a second.
+    """
     started = time.perf_counter()
     with log.open("w") as stream:
-        code = subprocess.call(
+        process = subprocess.Popen(
             ["/usr/bin/time", "-f", "TIME %e %U %S %M", "bash", "-c", command],
             cwd=cwd,
             stdout=stream,
             stderr=subprocess.STDOUT,
             env=_environment(),
         )
+        memory = _TreeMemory(process.pid)
+        memory.start()
+        code = process.wait()
+        memory.done.set()
+        memory.join()
     wall = time.perf_counter() - started
     text = log.read_text(errors="replace")
     if code != 0:
@@ -74,6 +130,7 @@ def _timed(command: str, cwd: Path, log: Path) -> dict[str, float]:
         "wall_s": round(wall, 1),
         "cpu_s": round(user + system, 1),
         "peak_rss_mb": round(peak_kb / 1024, 1),
+        "peak_tree_mb": round(memory.peak_kb / 1024, 1),
         "time_elapsed_s": elapsed,
     }
 
@@ -170,11 +227,12 @@ def summarize(result: dict) -> list[dict]:
             "apart",
         ),
         figure(
-            "first run: peak RSS",
-            first["peak_rss_mb"],
+            "first run: peak memory of all its processes (PSS)",
+            first["peak_tree_mb"],
             "MB",
             goal="≤ 2048 MB",
-            met=first["peak_rss_mb"] <= 2048,
+            met=first["peak_tree_mb"] <= 2048,
+            note=f"largest single process: {first['peak_rss_mb']} MB RSS",
         ),
         figure(
             "rerun (everything cached): wall time",
@@ -200,15 +258,17 @@ def markdown(result: dict) -> str:
         f"upper bounds; CPU s / {cores} is the best an idle {cores}-core machine could "
         "do).",
         "",
-        "| step | wall s | CPU s | CPU s / cores | peak RSS MB | goal |",
-        "|---|---|---|---|---|---|",
+        "| step | wall s | CPU s | CPU s / cores | peak MB, all processes (PSS) "
+        "| peak RSS MB, largest process | goal |",
+        "|---|---|---|---|---|---|---|",
     ]
     goals = {"first": "≤ 600 s after install", "rerun": "≤ 120 s"}
     for step in ("install", "first", "rerun"):
         figures = result[step]
         lines.append(
             f"| {step} | {figures['wall_s']} | {figures['cpu_s']} | "
-            f"{figures['cpu_s'] / cores:.0f} | {figures['peak_rss_mb']} | "
+            f"{figures['cpu_s'] / cores:.0f} | {figures.get('peak_tree_mb', '–')} | "
+            f"{figures['peak_rss_mb']} | "
             f"{goals.get(step, '–')} |"
         )
     lines += ["", "Slowest nodes of the first run (seconds, from Kedro's log):", ""]

@@ -7,6 +7,9 @@ these tests check that the suite runs a benchmark and writes well-formed results
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -77,3 +80,24 @@ def test_entry_point_writes_a_summary_of_each_run(results, monkeypatch):
     assert [r["status"] for r in records] == ["absent"]
     summary = (results / "SUMMARY.md").read_text()
     assert "| features | log-mel" in summary and "| later | *absent*" in summary
+
+
+def test_tree_memory_counts_the_children():
+    from benchmarks.first_run import tree_pss_kb
+
+    alone = tree_pss_kb(os.getpid())
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; b = bytearray(300_000_000); print(1, flush=True); "
+            "time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        child.stdout.readline()  # its memory is touched
+        assert tree_pss_kb(os.getpid()) - alone > 250_000
+    finally:
+        child.kill()
+        child.wait()
