@@ -73,6 +73,12 @@ class LazyAudio(Mapping[int, np.ndarray]):
         return self._files.get(music_id)
 
 
+def is_lazy(audio: AudioSet) -> bool:
+    """True when ``audio`` loads each track on lookup (:class:`LazyAudio`), so it
+    travels to another process as its loaders, not as the arrays."""
+    return isinstance(audio.audio, LazyAudio)
+
+
 @dataclass
 class AudioSet:
     """Audio of many tracks at one sample rate, keyed by musicId.

@@ -133,6 +133,7 @@ class Features(_Group):
     log_mel: LogMel | None = None
     chroma: Chroma | None = None
     cqt: ConstantQ | None = None
+    workers: int | Literal["auto"] | None = None
 
 
 class Plots(_Group):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
+
 import librosa
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from emomucs import SOURCES
-from emomucs.audio import AudioSet
+from emomucs.audio import AudioSet, LazyAudio
 from emomucs.pipelines.features import create_pipeline
 from emomucs.pipelines.features.nodes import collect_waveforms, compute_log_mel
 from emomucs.training.data import validate_features
@@ -136,3 +139,22 @@ def test_pipeline_runs_on_an_in_memory_catalog():
         "mix_waveform": (2, 1, 44100),
         "stems_waveform": (2, 4, 44100),
     }
+
+
+def test_two_workers_give_the_same_features_in_track_order(caplog):
+    # 20 tracks: three tasks of up to 8, spread over two worker processes
+    ids = list(range(40, 0, -2))
+    # loaded per track, as the stems from the cache are (audio held in memory stays
+    # in this process)
+    lazy = LazyAudio(
+        {i: partial(_noise, 4, 1, 22050, seed=i) for i in ids},
+        dict.fromkeys(ids, (4, 1, 22050)),
+    )
+    stems = AudioSet(22050, lazy, sources=SOURCES)
+    alone = compute_log_mel(stems, {**OPTIONS, "workers": 1})
+    with caplog.at_level(logging.INFO, logger="emomucs.local_pool"):
+        pooled = compute_log_mel(stems, {**OPTIONS, "workers": 2})
+    assert "3 jobs on 2 worker processes" in caplog.text
+    assert pooled["music_ids"].tolist() == sorted(ids)
+    assert torch.equal(pooled["values"], alone["values"])
+    assert pooled["settings"] == alone["settings"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
+
 import numpy as np
 import pytest
 
-from emomucs.audio import AudioSet
+from emomucs.audio import AudioSet, LazyAudio
 from emomucs.separation import score_stems, sdr, summarize_sdr
 
 
@@ -67,3 +70,33 @@ def test_score_stems_reports_absence_and_the_floor():
     assert report["mean"]["model_db"] == pytest.approx(10 * np.log10(4), abs=1e-4)
     expected_floor = sdr(truth, np.broadcast_to(mix, truth.shape)).mean()
     assert report["mean"]["floor_db"] == pytest.approx(expected_floor, abs=1e-6)
+
+
+def test_two_workers_score_every_track_as_one_process_does(caplog):
+    sources = ("drums", "bass", "other", "vocals")
+    ids = range(19)
+
+    def lazy(kind: str, shape: tuple[int, ...]) -> LazyAudio:
+        # loaded per track, as the pipeline's stems, mix and true stems are
+        loaders = {i: partial(_signal, kind, i) for i in ids}
+        return LazyAudio(loaders, dict.fromkeys(ids, shape))
+
+    stems = AudioSet(100, lazy("estimate", (4, 1, 300)), sources)
+    mixes = AudioSet(100, lazy("mix", (1, 300)))
+    reference = AudioSet(100, lazy("truth", (4, 1, 300)), sources)
+    alone = score_stems(stems, mixes, reference)
+    with caplog.at_level(logging.INFO, logger="emomucs.local_pool"):
+        pooled = score_stems(stems, mixes, reference, workers=2)
+    assert "3 jobs on 2 worker processes" in caplog.text
+    assert pooled == alone and pooled["tracks"] == 19
+
+
+def _signal(kind: str, track: int) -> np.ndarray:
+    """A track's true stems, an estimate of them, or their mix."""
+    rng = np.random.default_rng(track)
+    truth = rng.standard_normal((4, 1, 300)).astype(np.float32)
+    if kind == "truth":
+        return truth
+    if kind == "mix":
+        return truth.sum(axis=0)
+    return truth + 0.3 * rng.standard_normal(truth.shape).astype(np.float32)

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from emomucs.audio import AudioSet
+from emomucs.audio import AudioSet, is_lazy
+from emomucs.fanout import map_in_order
 
 EPSILON = 1e-7
 """Added to both energies, as Demucs does, so silence scores 0 dB instead of NaN."""
@@ -84,13 +85,43 @@ def summarize_sdr(
     }
 
 
-def score_stems(stems: AudioSet, mix: AudioSet, reference: AudioSet) -> dict:
+def score_chunk(
+    tracks: tuple[int, ...], stems: AudioSet, mix: AudioSet, reference: AudioSet
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One fan-out task of :func:`score_stems`: each track's (model, floor) SDR."""
+    scores = []
+    for track in tracks:
+        truth = reference.audio[track]
+        estimate = stems.audio[track]
+        if estimate.shape != truth.shape:
+            raise ValueError(
+                f"track {track}: stems {estimate.shape} and true stems {truth.shape} differ"
+            )
+        scores.append(
+            (
+                sdr(truth, estimate),
+                sdr(truth, np.broadcast_to(mix.audio[track], truth.shape)),
+            )
+        )
+    return scores
+
+
+TRACKS_PER_TASK = 8
+"""Tracks per fan-out task: many tasks per worker, so the workers end together."""
+
+
+def score_stems(
+    stems: AudioSet, mix: AudioSet, reference: AudioSet, workers: int | str | None = 1
+) -> dict:
     """SDR of separated stems and of the mix as every source, against true stems.
 
     Args:
         stems: Estimated ``(sources, channels, samples)`` per track.
         mix: The mix of each track, ``(channels, samples)`` at the stems' rate.
         reference: True stems, same layout as ``stems``; may be empty.
+        workers: Tracks scored side by side in local worker processes: ``auto``
+            (one per usable core) or a count; 1 (or audio held in memory rather
+            than loaded per track) scores them here.
 
     Returns:
         :func:`summarize_sdr` over the tracks all three share, plus ``available``;
@@ -107,14 +138,21 @@ def score_stems(stems: AudioSet, mix: AudioSet, reference: AudioSet) -> dict:
         raise ValueError(
             f"stems, mix and true stems differ in sample rate: {sorted(rates)}"
         )
+    jobs = [
+        tuple(tracks[i : i + TRACKS_PER_TASK])
+        for i in range(0, len(tracks), TRACKS_PER_TASK)
+    ]
+    # each task decodes its own tracks' stems, mix and true stems
+    chunks = map_in_order(
+        score_chunk,
+        jobs,
+        shared={"stems": stems, "mix": mix, "reference": reference},
+        label="score-separation",
+        # audio held in memory would be copied whole to every worker
+        workers=workers if all(map(is_lazy, (stems, mix, reference))) else 1,
+    )
     model, floor = {}, {}
-    for track in tracks:
-        truth = reference.audio[track]
-        estimate = stems.audio[track]
-        if estimate.shape != truth.shape:
-            raise ValueError(
-                f"track {track}: stems {estimate.shape} and true stems {truth.shape} differ"
-            )
-        model[track] = sdr(truth, estimate)
-        floor[track] = sdr(truth, np.broadcast_to(mix.audio[track], truth.shape))
+    for job, scores in zip(jobs, chunks, strict=True):
+        for track, (of_model, of_floor) in zip(job, scores, strict=True):
+            model[track], floor[track] = of_model, of_floor
     return {"available": True, **summarize_sdr(model, floor, stems.sources)}

@@ -17,9 +17,11 @@ from typing import Any
 import librosa
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from emomucs.audio import AudioSet, fix_length, resample, set_channels
-from emomucs.progress import progress
+from emomucs.audio import AudioSet, fix_length, is_lazy, resample, set_channels
+from emomucs.fanout import map_in_order
+from emomucs.progress import progress, quiet_progress
 from emomucs.training.data import FeatureSet
 
 MIX = "mix"
@@ -239,23 +241,70 @@ SPECTRAL = {"log_mel": log_mel, "chroma": chroma, "cqt": constant_q}
 ``(sources, samples)``, called with the representation's settings."""
 
 
-def _spectral_features(
-    audio: AudioSet, options: dict[str, Any], representation: str
-) -> FeatureSet:
+def spectral_chunk(
+    music_ids: tuple[int, ...],
+    audio: AudioSet,
+    options: dict[str, Any],
+    representation: str,
+    length: int,
+) -> np.ndarray:
+    """One fan-out task of :func:`_spectral_features`: ``(tracks, ...)`` of
+    ``music_ids``, decoded and computed one track at a time."""
     what = "stems" if audio.sources else "mix"
     block = options[representation]
     settings = {key: block[key] for key in sorted(block)}
     rate = int(options["sample_rate"])
     compute = SPECTRAL[representation]
-    values = None
-    for row, (_, track) in enumerate(
-        _mono_tracks(audio, options, what, representation.replace("_", "-"))
-    ):
-        spectrogram = compute(track, rate, **settings)
-        if values is None:
-            values = np.empty((len(audio), *spectrogram.shape), dtype=np.float32)
-        values[row] = spectrogram
-    return _feature_set(audio, representation, audio.music_ids, values, rate, settings)
+    return np.stack(
+        [
+            compute(
+                fix_length(_mono_sources(audio, music_id, rate, what), length),
+                rate,
+                **settings,
+            )
+            for music_id in music_ids
+        ]
+    ).astype(np.float32, copy=False)
+
+
+TRACKS_PER_TASK = 8
+"""Tracks per fan-out task: many tasks per worker, so the workers end together."""
+
+
+def _spectral_features(
+    audio: AudioSet, options: dict[str, Any], representation: str
+) -> FeatureSet:
+    what = "stems" if audio.sources else "mix"
+    if len(audio) == 0:
+        raise ValueError(f"{what}: no tracks")
+    block = options[representation]
+    settings = {key: block[key] for key in sorted(block)}
+    rate = int(options["sample_rate"])
+    length = _common_length(audio, rate, float(options["length_tolerance_s"]), what)
+    ids = audio.music_ids
+    jobs = [
+        tuple(ids[i : i + TRACKS_PER_TASK]) for i in range(0, len(ids), TRACKS_PER_TASK)
+    ]
+    step = representation.replace("_", "-")
+    bar = tqdm(total=len(ids), desc=f"{what}: {step}", disable=quiet_progress())
+    with bar:
+        # each task decodes its own tracks, so the corpus is never in memory whole
+        chunks = map_in_order(
+            spectral_chunk,
+            jobs,
+            shared={
+                "audio": audio,
+                "options": options,
+                "representation": representation,
+                "length": length,
+            },
+            label=f"{what}-{step}",
+            on_done=lambda job, _: bar.update(len(job)),
+            # audio held in memory would be copied whole to every worker
+            workers=options.get("workers", 1) if is_lazy(audio) else 1,
+        )
+    values = np.concatenate(chunks)
+    return _feature_set(audio, representation, ids, values, rate, settings)
 
 
 def compute_log_mel(audio: AudioSet, options: dict[str, Any]) -> FeatureSet:

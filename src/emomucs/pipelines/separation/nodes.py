@@ -253,14 +253,21 @@ def downmix_clips(clips: AudioSet, options: dict[str, Any]) -> AudioSet:
 
 
 def score_separation(
-    stems: AudioSet, mix: AudioSet, oracle_clip_stems: AudioSet
+    stems: AudioSet,
+    mix: AudioSet,
+    oracle_clip_stems: AudioSet,
+    options: dict[str, Any] | None = None,
 ) -> dict:
     """SDR of the stems and of the mix-as-estimate floor against the true stems.
+
+    Args:
+        options: ``separation`` parameters; ``workers`` scores tracks side by side.
 
     Returns:
         A JSON-ready report with ``available: false`` and the reason when the corpus has
         no true stems.
     """
-    report = score_stems(stems, mix, oracle_clip_stems)
+    workers = (options or {}).get("workers", 1)
+    report = score_stems(stems, mix, oracle_clip_stems, workers=workers)
     report["separator"] = stems.attrs.get("separator", "unknown")
     return report

@@ -33,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 score_separation,
-                inputs=["stems", "mix", "oracle_clip_stems"],
+                inputs=["stems", "mix", "oracle_clip_stems", "params:separation"],
                 outputs="separation_sdr",
                 name="score_separation",
             ),
