@@ -18,6 +18,8 @@ worker drops them when the map ends. Jobs must be self-contained (see
 from __future__ import annotations
 
 import atexit
+import ctypes
+import gc
 import logging
 import os
 import pickle
@@ -86,6 +88,16 @@ def _receive(connection: Connection) -> tuple:
     return pickle.loads(connection.recv_bytes())
 
 
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise, so a
+    worker would hold its largest job's peak for the rest of the run)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _serve(connection: Connection) -> None:
     """A worker's loop: keep the latest shared inputs, run jobs, send results."""
     os.environ["EMOMUCS_WORKER"] = "1"  # progress bars stay in the parent
@@ -105,16 +117,18 @@ def _serve(connection: Connection) -> None:
                     torch.set_num_threads(threads)
             elif kind == "forget":
                 shared, token = {}, None
+                release_memory()
             elif kind == "job":
                 _, job_token, index, function, job = message
                 if job_token != token:
                     raise RuntimeError("a job arrived without its shared inputs")
                 try:
-                    result = function(job, **shared)
+                    reply = ("done", index, function(job, **shared))
                 except BaseException as error:  # sent back; the parent re-raises it
-                    _send(connection, ("error", index, _picklable(error)))
-                else:
-                    _send(connection, ("done", index, result))
+                    reply = ("error", index, _picklable(error))
+                _send(connection, reply)
+                del reply
+                release_memory()
             elif kind == "stop":
                 return
     except (EOFError, KeyboardInterrupt):  # the parent is gone or interrupted
@@ -203,10 +217,12 @@ class LocalPool:
         """
         with self._lock:  # one map at a time (a threaded runner's nodes take turns)
             try:
-                return self._map(function, jobs, shared, label, on_done)
+                results = self._map(function, jobs, shared, label, on_done)
             except BaseException:
                 self.close()  # busy workers would answer a map that has ended
                 raise
+        release_memory()  # the pickled shared inputs
+        return results
 
     def _map(self, function, jobs, shared, label, on_done) -> list[Any]:
         self._start()

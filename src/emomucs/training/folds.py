@@ -13,7 +13,6 @@ from itertools import count
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
 
 from emomucs.errors import DatasetInputError
 
@@ -106,6 +105,8 @@ def assign_folds(
         ValueError: Duplicate ids.
         DatasetInputError: Too few tracks for the requested folds and minimums.
     """
+    from sklearn.model_selection import KFold  # here: workers never import it
+
     ids = np.sort(np.asarray(music_ids, dtype=np.int64))
     duplicated = ids[1:][ids[1:] == ids[:-1]]
     if duplicated.size:

@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.metrics import mean_squared_error, r2_score
 
 DIMENSIONS = ("valence", "arousal")
 METRICS = {"rmse": "RMSE", "r2": "R²"}
@@ -48,6 +46,8 @@ def attention_column(dimension: str, source: str) -> str:
 
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Root mean squared error (scikit-learn's ``mean_squared_error``, rooted)."""
+    from sklearn.metrics import mean_squared_error  # here: workers never import it
+
     return float(np.sqrt(mean_squared_error(y_true, y_pred)))
 
 
@@ -57,6 +57,8 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     A constant target gives 1.0 for a perfect prediction and 0.0 otherwise
     (scikit-learn's ``force_finite``).
     """
+    from sklearn.metrics import r2_score
+
     return float(r2_score(y_true, y_pred))
 
 
@@ -161,6 +163,8 @@ def paired_difference(
     if n < 2:
         return result | dict.fromkeys(keys, np.nan)
     sd = float(d.std(ddof=1))
+    from scipy import stats
+
     quantile = float(stats.t.ppf(0.5 + level / 2, df=n - 1))
     corrected = sd * np.sqrt(1 / n + test_train_ratio)
     naive = sd * np.sqrt(1 / n)
