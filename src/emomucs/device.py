@@ -27,3 +27,18 @@ def torch_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS (and any OpenMP pool it uses) on one thread for the block.
+
+    The features' and SDR's matrix products then give the same bits on every
+    machine and in every process (a BLAS thread count changes the float rounding,
+    by about 1e-5 dB on a log-mel), and the local workers, not BLAS threads, use the
+    cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

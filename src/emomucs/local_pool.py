@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
 
 class WorkerDiedError(RuntimeError):
     """A worker process ended while it ran a job (killed, out of memory, crashed)."""
@@ -89,8 +96,9 @@ def _receive(connection: Connection) -> tuple:
 
 
 def release_memory() -> None:
-    """Give freed heap memory back to the system (glibc keeps it otherwise, so a
-    worker would hold its largest job's peak for the rest of the run)."""
+    """Give freed heap memory back to the system (glibc keeps it otherwise, so an
+    idle worker would hold its largest job's peak for the rest of the run). Once a
+    map, not once a job: the next job would fault the pages in again."""
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -128,7 +136,6 @@ def _serve(connection: Connection) -> None:
                     reply = ("error", index, _picklable(error))
                 _send(connection, reply)
                 del reply
-                release_memory()
             elif kind == "stop":
                 return
     except (EOFError, KeyboardInterrupt):  # the parent is gone or interrupted
@@ -173,7 +180,13 @@ class LocalPool:
             process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(sys.path),
+                    # the workers are the parallelism: one BLAS and OpenMP thread each
+                    # (torch's count is set per map, from the parent's)
+                    **dict.fromkeys(_THREAD_VARIABLES, "1"),
+                },
             )
             theirs.close()
             self._workers.append(_Worker(process, Connection(ours.detach())))
@@ -232,7 +245,13 @@ class LocalPool:
         todo = deque(range(len(jobs)))
         results: list[Any] = [None] * len(jobs)
         workers = self._workers[: min(self.size, len(jobs))]
-        log.info("%s: %d jobs on %d worker processes", label, len(jobs), len(workers))
+        log.info(
+            "%s: %d jobs on %d worker processes (shared inputs %.1f MB)",
+            label,
+            len(jobs),
+            len(workers),
+            len(payload) / 1e6,
+        )
         while todo or any(w.running is not None for w in workers):
             for worker in workers:
                 if worker.running is None and todo:

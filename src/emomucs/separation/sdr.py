@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from emomucs.audio import AudioSet, is_lazy
+from emomucs.device import one_blas_thread
 from emomucs.fanout import map_in_order
 
 EPSILON = 1e-7
@@ -89,21 +90,22 @@ def score_chunk(
     tracks: tuple[int, ...], stems: AudioSet, mix: AudioSet, reference: AudioSet
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One fan-out task of :func:`score_stems`: each track's (model, floor) SDR."""
-    scores = []
-    for track in tracks:
-        truth = reference.audio[track]
-        estimate = stems.audio[track]
-        if estimate.shape != truth.shape:
-            raise ValueError(
-                f"track {track}: stems {estimate.shape} and true stems {truth.shape} differ"
-            )
-        scores.append(
-            (
-                sdr(truth, estimate),
-                sdr(truth, np.broadcast_to(mix.audio[track], truth.shape)),
-            )
+    with one_blas_thread():
+        return [_score_track(track, stems, mix, reference) for track in tracks]
+
+
+def _score_track(
+    track: int, stems: AudioSet, mix: AudioSet, reference: AudioSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """A track's SDR of the stems and of the mix as every source."""
+    truth = reference.audio[track]
+    estimate = stems.audio[track]
+    if estimate.shape != truth.shape:
+        raise ValueError(
+            f"track {track}: stems {estimate.shape} and true stems {truth.shape} differ"
         )
-    return scores
+    floor = sdr(truth, np.broadcast_to(mix.audio[track], truth.shape))
+    return sdr(truth, estimate), floor
 
 
 TRACKS_PER_TASK = 8

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emomucs.audio import AudioSet, fix_length, is_lazy, resample, set_channels
+from emomucs.device import one_blas_thread
 from emomucs.fanout import map_in_order
 from emomucs.progress import progress, quiet_progress
 from emomucs.training.data import FeatureSet
@@ -255,16 +256,17 @@ def spectral_chunk(
     settings = {key: block[key] for key in sorted(block)}
     rate = int(options["sample_rate"])
     compute = SPECTRAL[representation]
-    return np.stack(
-        [
-            compute(
-                fix_length(_mono_sources(audio, music_id, rate, what), length),
-                rate,
-                **settings,
-            )
-            for music_id in music_ids
-        ]
-    ).astype(np.float32, copy=False)
+    with one_blas_thread():
+        return np.stack(
+            [
+                compute(
+                    fix_length(_mono_sources(audio, music_id, rate, what), length),
+                    rate,
+                    **settings,
+                )
+                for music_id in music_ids
+            ]
+        ).astype(np.float32, copy=False)
 
 
 TRACKS_PER_TASK = 8
