@@ -114,6 +114,10 @@ UNSAFE_ALLOWED = {
     # Demucs repos pickle the model class; documented as trusted input (above).
     ("datasets/demucs_repo_dataset.py", "torch.load"),
 }
+IPC_UNPICKLING = "local_pool.py"
+"""The local workers' messages (jobs, shared inputs, results) are pickled over a
+socketpair that only the kedro process and the worker it started hold: one
+``pickle.loads``, of ``connection.recv_bytes()``, and no file."""
 
 
 def _loads(tree: ast.AST):
@@ -146,6 +150,10 @@ def test_every_load_in_the_package_refuses_pickled_code():
             elif call == "np.load":
                 found.append(line)
                 assert _keyword(node, "allow_pickle") is False, line
+            elif call == "pickle.loads" and where == IPC_UNPICKLING:
+                found.append(line)
+                (argument,) = node.args
+                assert ast.unparse(argument) == "connection.recv_bytes()", line
             elif call in {"pickle.load", "pickle.loads", "joblib.load"} or (
                 call.endswith(".read_pickle")
             ):
@@ -153,6 +161,7 @@ def test_every_load_in_the_package_refuses_pickled_code():
     # the scan sees the loaders tested above, so it is not vacuous
     assert any("torch_dataset.py" in line for line in found), found
     assert any("separation/cache.py" in line for line in found), found
+    assert sum(IPC_UNPICKLING in line for line in found) == 1, found
 
 
 # The catalog's paths -----------------------------------------------------------------

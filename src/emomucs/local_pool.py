@@ -91,7 +91,9 @@ def _send(connection: Connection, message: tuple) -> None:
     connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _receive(connection: Connection) -> tuple:
+def _receive(connection: Connection) -> Any:
+    # The one unpickling in the package outside Demucs repos: a message from the
+    # other end of a socketpair only this parent and its own worker hold, never a file
     return pickle.loads(connection.recv_bytes())
 
 
@@ -118,7 +120,7 @@ def _serve(connection: Connection) -> None:
             kind = message[0]
             if kind == "shared":
                 token, threads = message[1], message[2]
-                shared = pickle.loads(connection.recv_bytes())
+                shared = _receive(connection)
                 if threads is not None:
                     import torch
 
@@ -148,7 +150,7 @@ def _picklable(error: BaseException) -> BaseException:
     text = "".join(traceback.format_exception(error))
     try:
         error.add_note(f"In a worker process:\n{text}")
-        pickle.loads(pickle.dumps(error))
+        pickle.dumps(error)
         return error
     except Exception:
         return RuntimeError(
