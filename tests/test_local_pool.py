@@ -6,6 +6,7 @@ tests/training/test_nested_cv.py."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,23 @@ def test_a_dead_worker_is_named_with_its_job_and_a_new_one_takes_over():
     with pytest.raises(WorkerDiedError, match=r"exit code 7\) while running job 2: 3"):
         map_in_order(_die_on_three, [1, 2, 3, 4], workers=2)
     assert map_in_order(_die_on_three, [1, 2, 4], workers=2) == [1, 2, 4]
+
+
+def test_a_worker_that_ended_between_maps_is_replaced():
+    first = {
+        pid
+        for _, pid in map_in_order(
+            _square_where, [1, 2, 3], shared={"offset": 0}, workers=2
+        )
+    }
+    victim = next(iter(first))
+    os.kill(victim, signal.SIGKILL)
+    for worker in pool(2)._workers:
+        if worker.process.pid == victim:
+            worker.process.wait(timeout=10)
+    again = map_in_order(_square_where, [1, 2, 3, 4], shared={"offset": 0}, workers=2)
+    assert [value for value, _ in again] == [1, 4, 9, 16]
+    assert victim not in {pid for _, pid in again}
 
 
 def test_a_script_without_a_main_guard_can_use_the_workers(tmp_path):

@@ -175,6 +175,15 @@ class LocalPool:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _start(self) -> None:
+        """Start workers up to ``size``, replacing any that ended while idle."""
+        for worker in [w for w in self._workers if w.process.poll() is not None]:
+            log.warning(
+                "worker process %d had ended (exit code %s); starting another",
+                worker.process.pid,
+                worker.process.returncode,
+            )
+            worker.connection.close()
+            self._workers.remove(worker)
         for _ in range(self.size - len(self._workers)):
             ours, theirs = socket.socketpair()
             # a plain `python -m` child: nothing of the parent's __main__ is re-run
