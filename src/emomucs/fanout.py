@@ -79,6 +79,16 @@ def upload(client, value: Any, key: str):
         return client.submit(_value, value, key=key, pure=False)
 
 
+TRACKS_PER_TASK = 8
+"""Tracks per fan-out task of the per-track stages (features, SDR): many tasks per
+worker, so the workers end together."""
+
+
+def in_chunks(items: Sequence[_Job], size: int = TRACKS_PER_TASK) -> list[tuple]:
+    """``items`` cut into consecutive tuples of ``size`` (the last may be shorter)."""
+    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]
+
+
 def map_in_order(
     function: Callable[..., _Result],
     jobs: Sequence[_Job],

@@ -8,7 +8,7 @@ import numpy as np
 
 from emomucs.audio import AudioSet, is_lazy
 from emomucs.device import one_blas_thread
-from emomucs.fanout import map_in_order
+from emomucs.fanout import in_chunks, map_in_order
 
 EPSILON = 1e-7
 """Added to both energies, as Demucs does, so silence scores 0 dB instead of NaN."""
@@ -108,10 +108,6 @@ def _score_track(
     return sdr(truth, estimate), floor
 
 
-TRACKS_PER_TASK = 8
-"""Tracks per fan-out task: many tasks per worker, so the workers end together."""
-
-
 def score_stems(
     stems: AudioSet, mix: AudioSet, reference: AudioSet, workers: int | str | None = 1
 ) -> dict:
@@ -140,10 +136,7 @@ def score_stems(
         raise ValueError(
             f"stems, mix and true stems differ in sample rate: {sorted(rates)}"
         )
-    jobs = [
-        tuple(tracks[i : i + TRACKS_PER_TASK])
-        for i in range(0, len(tracks), TRACKS_PER_TASK)
-    ]
+    jobs = in_chunks(tracks)
     # each task decodes its own tracks' stems, mix and true stems
     chunks = map_in_order(
         score_chunk,

@@ -10,7 +10,7 @@ standardisation is fitted inside training, on each split's training part only.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from emomucs.audio import AudioSet, fix_length, is_lazy, resample, set_channels
 from emomucs.device import one_blas_thread
-from emomucs.fanout import map_in_order
+from emomucs.fanout import in_chunks, map_in_order
 from emomucs.progress import progress, quiet_progress
 from emomucs.training.data import FeatureSet
 
@@ -103,6 +103,15 @@ def _feature_set(
     }
 
 
+def _track_length(audio: AudioSet, options: dict[str, Any], what: str) -> int:
+    """The samples every track is cut or padded to at the features' rate; fails on
+    no tracks or a much shorter one (:func:`_common_length`)."""
+    if len(audio) == 0:
+        raise ValueError(f"{what}: no tracks")
+    rate = int(options["sample_rate"])
+    return _common_length(audio, rate, float(options["length_tolerance_s"]), what)
+
+
 def _mono_tracks(
     audio: AudioSet, options: dict[str, Any], what: str, step: str
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -110,10 +119,8 @@ def _mono_tracks(
 
     One track at a time, so memory holds the input and the output, not a third copy.
     """
-    if len(audio) == 0:
-        raise ValueError(f"{what}: no tracks")
     rate = int(options["sample_rate"])
-    length = _common_length(audio, rate, float(options["length_tolerance_s"]), what)
+    length = _track_length(audio, options, what)
     for music_id in progress(audio.music_ids, desc=f"{what}: {step}"):
         yield music_id, fix_length(_mono_sources(audio, music_id, rate, what), length)
 
@@ -245,17 +252,14 @@ SPECTRAL = {"log_mel": log_mel, "chroma": chroma, "cqt": constant_q}
 def spectral_chunk(
     music_ids: tuple[int, ...],
     audio: AudioSet,
-    options: dict[str, Any],
-    representation: str,
+    compute: Callable[..., np.ndarray],
+    settings: dict[str, Any],
+    rate: int,
     length: int,
+    what: str,
 ) -> np.ndarray:
     """One fan-out task of :func:`_spectral_features`: ``(tracks, ...)`` of
     ``music_ids``, decoded and computed one track at a time."""
-    what = "stems" if audio.sources else "mix"
-    block = options[representation]
-    settings = {key: block[key] for key in sorted(block)}
-    rate = int(options["sample_rate"])
-    compute = SPECTRAL[representation]
     with one_blas_thread():
         return np.stack(
             [
@@ -269,36 +273,29 @@ def spectral_chunk(
         ).astype(np.float32, copy=False)
 
 
-TRACKS_PER_TASK = 8
-"""Tracks per fan-out task: many tasks per worker, so the workers end together."""
-
-
 def _spectral_features(
     audio: AudioSet, options: dict[str, Any], representation: str
 ) -> FeatureSet:
     what = "stems" if audio.sources else "mix"
-    if len(audio) == 0:
-        raise ValueError(f"{what}: no tracks")
+    length = _track_length(audio, options, what)
     block = options[representation]
     settings = {key: block[key] for key in sorted(block)}
     rate = int(options["sample_rate"])
-    length = _common_length(audio, rate, float(options["length_tolerance_s"]), what)
     ids = audio.music_ids
-    jobs = [
-        tuple(ids[i : i + TRACKS_PER_TASK]) for i in range(0, len(ids), TRACKS_PER_TASK)
-    ]
     step = representation.replace("_", "-")
     bar = tqdm(total=len(ids), desc=f"{what}: {step}", disable=quiet_progress())
     with bar:
         # each task decodes its own tracks, so the corpus is never in memory whole
         chunks = map_in_order(
             spectral_chunk,
-            jobs,
+            in_chunks(ids),
             shared={
                 "audio": audio,
-                "options": options,
-                "representation": representation,
+                "compute": SPECTRAL[representation],
+                "settings": settings,
+                "rate": rate,
                 "length": length,
+                "what": what,
             },
             label=f"{what}-{step}",
             on_done=lambda job, _: bar.update(len(job)),
