@@ -220,8 +220,14 @@ def test_dask_run_survives_a_killed_worker_with_nothing_lost_or_duplicated(runs)
 def test_two_local_workers_give_the_sequential_results_table_and_metrics(runs):
     sequential, pooled = runs["sequential"], runs["pooled"]
     # both fan-outs went to the workers (one log line each time)
-    assert re.search(r"separate: \d+ jobs on 2 worker processes", runs["pooled_output"])
-    assert re.search(r"train-.*: \d+ jobs on 2 worker processes", runs["pooled_output"])
+    assert re.search(
+        r"separate: \d+ jobs on 2 processes \(this one and 1 worker;",
+        runs["pooled_output"],
+    )
+    assert re.search(
+        r"train-.*: \d+ jobs on 2 processes \(this one and 1 worker;",
+        runs["pooled_output"],
+    )
     for table in _compared_tables():
         expected = latest(sequential, table).read_bytes()
         assert latest(pooled, table).read_bytes() == expected, table

@@ -1,5 +1,5 @@
 """Local worker processes (``emomucs.local_pool``): the loop's results, in its order,
-from two processes; errors and dead workers named. That separation and nested CV give
+from this process and a worker; errors and dead workers named. That separation and nested CV give
 exactly what one process gives: tests/separation/test_separate.py and
 tests/training/test_nested_cv.py."""
 
@@ -10,12 +10,19 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
 
 from emomucs.fanout import map_in_order
-from emomucs.local_pool import WorkerDiedError, pool, resolve_workers, usable_cores
+from emomucs.local_pool import (
+    WorkerDiedError,
+    in_worker,
+    pool,
+    resolve_workers,
+    usable_cores,
+)
 
 
 def _square_where(job: int, offset: int) -> tuple[int, int]:
@@ -28,17 +35,28 @@ def _fail_on_three(job: int) -> int:
     return job
 
 
-def _die_on_three(job: int) -> int:
-    if job == 3:
+def _fail_in_a_worker(job: int) -> int:
+    if os.environ.get("EMOMUCS_WORKER") == "1":
+        raise ValueError(f"job {job} cannot be done in a worker")
+    return job
+
+
+def _die_in_a_worker(job: int) -> int:
+    if os.environ.get("EMOMUCS_WORKER") == "1":
         os._exit(7)  # as a worker killed for memory
     return job
 
 
-def test_two_workers_give_the_loop_results_in_the_jobs_order():
-    jobs = list(range(9, 0, -1))
+def _square_slowly_where(job: int, offset: int) -> tuple[int, int]:
+    time.sleep(0.05)
+    return _square_where(job, offset)
+
+
+def test_two_processes_give_the_loop_results_in_the_jobs_order():
+    jobs = list(range(20, 0, -1))
     seen = []
     results = map_in_order(
-        _square_where,
+        _square_slowly_where,
         jobs,
         shared={"offset": 10},
         on_done=lambda job, _: seen.append(job),
@@ -46,12 +64,21 @@ def test_two_workers_give_the_loop_results_in_the_jobs_order():
     )
     assert [value for value, _ in results] == [j * j + 10 for j in jobs]
     where = {pid for _, pid in results}
-    assert os.getpid() not in where and len(where) == 2  # both workers, not here
+    # this process runs jobs too, beside one worker process
+    assert os.getpid() in where and len(where) == 2
     assert sorted(seen) == sorted(jobs)
-    # the workers stay for the next map, which gets its own shared inputs
-    again = map_in_order(_square_where, [2, 3], shared={"offset": -1}, workers=2)
-    assert [value for value, _ in again] == [3, 8]
+    assert not in_worker()  # only while this process runs one of the jobs
+    # the worker stays for the next map, which gets its own shared inputs
+    again = map_in_order(
+        _square_slowly_where, [2, 3, 4], shared={"offset": -1}, workers=2
+    )
+    assert [value for value, _ in again] == [3, 8, 15]
     assert {pid for _, pid in again} <= where
+
+
+def test_jobs_here_are_quiet_and_start_no_pool_of_their_own():
+    flags = map_in_order(_in_worker_flag, [0, 1, 2, 3], workers=2)
+    assert flags == [True] * 4
 
 
 def test_one_worker_or_one_job_runs_the_loop_here():
@@ -62,27 +89,29 @@ def test_one_worker_or_one_job_runs_the_loop_here():
     assert {pid for _, pid in results} == {os.getpid()}
 
 
-def test_a_job_error_reaches_the_caller_with_its_worker_traceback():
-    with pytest.raises(ValueError, match="job 3 cannot be done") as raised:
+def test_a_job_error_reaches_the_caller_wherever_it_ran():
+    with pytest.raises(ValueError, match="job 3 cannot be done"):
         map_in_order(_fail_on_three, [1, 2, 3, 4], workers=2)
+    with pytest.raises(ValueError, match="job 1 cannot be done in a worker") as raised:
+        map_in_order(_fail_in_a_worker, [1, 2, 3, 4], workers=2)  # 1 goes first
     assert any("In a worker process" in note for note in raised.value.__notes__)
     assert map_in_order(_fail_on_three, [1, 2], workers=2) == [1, 2]  # usable again
 
 
 def test_a_dead_worker_is_named_with_its_job_and_a_new_one_takes_over():
-    with pytest.raises(WorkerDiedError, match=r"exit code 7\) while running job 2: 3"):
-        map_in_order(_die_on_three, [1, 2, 3, 4], workers=2)
-    assert map_in_order(_die_on_three, [1, 2, 4], workers=2) == [1, 2, 4]
+    with pytest.raises(WorkerDiedError, match=r"exit code 7\) while running job 0: 5"):
+        map_in_order(_die_in_a_worker, [5, 6, 7, 8], workers=2)
+    assert map_in_order(_fail_on_three, [1, 2, 4], workers=2) == [1, 2, 4]
 
 
 def test_a_worker_that_ended_between_maps_is_replaced():
     first = {
         pid
         for _, pid in map_in_order(
-            _square_where, [1, 2, 3], shared={"offset": 0}, workers=2
+            _square_slowly_where, [1, 2, 3], shared={"offset": 0}, workers=2
         )
     }
-    victim = next(iter(first))
+    victim = next(iter(first - {os.getpid()}))
     os.kill(victim, signal.SIGKILL)
     for worker in pool(2)._workers:
         if worker.process.pid == victim:
@@ -138,3 +167,7 @@ def test_workers_run_jobs_with_the_parents_torch_threads():
 
 def _torch_threads_of(job: int) -> int:
     return torch.get_num_threads()
+
+
+def _in_worker_flag(job: int) -> bool:
+    return in_worker()

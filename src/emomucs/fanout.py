@@ -7,8 +7,9 @@ the jobs' order, so what the node does with them (and every number it computes) 
 the same as in the plain loop. A cluster is *reachable* when this process is a Dask
 worker (the node runs under :class:`emomucs.runners.DaskRunner`) or holds a Dask
 client (``distributed.Client(...)`` in a notebook). Without one, ``workers`` above 1
-runs the jobs on that many local worker processes (:mod:`emomucs.local_pool`), and
-``workers=1`` (or a single job) runs the loop here, in order.
+runs the jobs in that many local processes, this one and ``workers - 1`` worker
+processes (:mod:`emomucs.local_pool`), and ``workers=1`` (or a single job) runs the
+loop here, in order.
 
 Jobs must be self-contained: seeded from their own description (never from state a
 previous job left behind), and writing any file through
@@ -110,8 +111,9 @@ def map_in_order(
         on_done: Called with each job and its result as it finishes (in the
             order of ``jobs`` here, in the order they finish on a cluster), e.g.
             to advance a progress bar.
-        workers: Local worker processes when no cluster is reachable: ``auto``
-            (one per usable core) or a count; 1 runs the loop in this process.
+        workers: Local processes running jobs when no cluster is reachable, this
+            one included: ``auto`` (one per usable core) or a count; 1 runs the
+            loop in this process alone.
 
     Returns:
         The results in the order of ``jobs``.

@@ -2,17 +2,20 @@
 
 Without a Dask cluster a node's jobs (separation batches, nested-CV splits) ran one
 after another on one core, because one torch thread per job is what these small
-models run best on (docs/performance.md). :class:`LocalPool` runs them on as many
-worker processes as there are cores instead. Each worker is a fresh interpreter
-(``python -m emomucs.local_pool``: nothing of the parent's threads, locks or
-``__main__`` is inherited), runs each job
-with the parent's torch thread count, and lives for the whole ``kedro run``, so
-importing torch is paid once per worker, not once per node.
+models run best on (docs/performance.md). :class:`LocalPool` runs them in as many
+processes as there are cores instead: this process, which would otherwise only wait,
+runs jobs itself, and one worker process per other core runs the rest (a process
+fewer than a pool of pure workers: each holds torch and its own copy of the inputs).
+Each worker is a fresh interpreter (``python -m emomucs.local_pool``: nothing of the
+parent's threads, locks or ``__main__`` is inherited), runs each job with the
+parent's torch thread count, and lives for the whole ``kedro run``, so importing
+torch is paid once per worker, not once per node. A thread of this process hands
+the workers their jobs while its main thread runs its own.
 
 The jobs' shared inputs (features, the separator) are pickled once per
 :meth:`LocalPool.map` and sent once to each worker that runs one of its jobs; a
 worker drops them when the map ends. Jobs must be self-contained (see
-:mod:`emomucs.fanout`), so a job gives the same result in a worker as in the parent.
+:mod:`emomucs.fanout`), so a job gives the same result in a worker as here.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ _THREAD_VARIABLES = (
 
 class WorkerDiedError(RuntimeError):
     """A worker process ended while it ran a job (killed, out of memory, crashed)."""
+
+
+_here = threading.local()
+"""``running_a_job`` is set while this process's main thread runs one of a map's jobs."""
 
 
 def usable_cores() -> int:
@@ -168,7 +175,8 @@ class _Worker:
 
 @dataclass
 class LocalPool:
-    """A fixed number of spawned worker processes (started on first use)."""
+    """Jobs in ``size`` processes: this one and ``size - 1`` spawned workers
+    (started on first use)."""
 
     size: int
     _workers: list[_Worker] = field(default_factory=list)
@@ -184,7 +192,7 @@ class LocalPool:
             )
             worker.connection.close()
             self._workers.remove(worker)
-        for _ in range(self.size - len(self._workers)):
+        for _ in range(self.size - 1 - len(self._workers)):
             ours, theirs = socket.socketpair()
             # a plain `python -m` child: nothing of the parent's __main__ is re-run
             # (multiprocessing's spawn would re-import a script without a main guard)
@@ -229,12 +237,14 @@ class LocalPool:
         label: str,
         on_done: Callable[[Any, Any], object] | None = None,
     ) -> list[Any]:
-        """``[function(job, **shared) for job in jobs]`` on the workers.
+        """``[function(job, **shared) for job in jobs]``, in this process and the
+        workers.
 
-        ``on_done`` sees each job as it finishes (in the order they finish). The
-        first job that raises ends the map: the other workers are stopped (a job
-        of theirs that finished is kept wherever it writes, e.g. a cache) and the
-        error is raised here.
+        ``on_done`` sees each job as it finishes (in the order they finish, one call
+        at a time). The first job that raises ends the map: the workers are stopped
+        (a job of theirs that finished is kept wherever it writes, e.g. a cache) and
+        the error is raised here. A worker's error is raised once the job this
+        process is running has ended.
 
         Raises:
             WorkerDiedError: A worker ended during a job; names the job's index.
@@ -245,59 +255,133 @@ class LocalPool:
             except BaseException:
                 self.close()  # busy workers would answer a map that has ended
                 raise
-        release_memory()  # the pickled shared inputs
+        release_memory()  # the pickled shared inputs, this process's jobs' peak
         return results
 
     def _map(self, function, jobs, shared, label, on_done) -> list[Any]:
         self._start()
-        token = uuid.uuid4().hex
-        payload = pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL)
-        threads = _torch_threads()
-        todo = deque(range(len(jobs)))
-        results: list[Any] = [None] * len(jobs)
-        workers = self._workers[: min(self.size, len(jobs))]
-        log.info(
-            "%s: %d jobs on %d worker processes (shared inputs %.1f MB)",
-            label,
-            len(jobs),
-            len(workers),
-            len(payload) / 1e6,
+        run = _MapRun(
+            function, jobs, shared, label, on_done, self._workers[: len(jobs) - 1]
         )
-        while todo or any(w.running is not None for w in workers):
-            for worker in workers:
-                if worker.running is None and todo:
-                    index = todo.popleft()
-                    if worker.token != token:
-                        _send(worker.connection, ("shared", token, threads))
-                        worker.connection.send_bytes(payload)
-                        worker.token = token
-                    _send(
-                        worker.connection, ("job", token, index, function, jobs[index])
-                    )
-                    worker.running = index
-            busy = [w for w in workers if w.running is not None]
-            ready = wait([w.connection for w in busy])
-            for worker in busy:
-                if worker.connection not in ready:
-                    continue
+        return run.run()
+
+
+@dataclass
+class _MapRun:
+    """One :meth:`LocalPool.map`: this process's main thread runs jobs while a second
+    thread hands the workers theirs and takes their results."""
+
+    function: Callable[..., Any]
+    jobs: Sequence[Any]
+    shared: dict[str, Any]
+    label: str
+    on_done: Callable[[Any, Any], object] | None
+    workers: list[_Worker]
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    todo: deque = field(init=False)
+    results: list[Any] = field(init=False)
+    failure: list[BaseException] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.todo = deque(range(len(self.jobs)))
+        self.results = [None] * len(self.jobs)
+
+    def run(self) -> list[Any]:
+        self._start_workers()
+        dispatcher = threading.Thread(
+            target=self._serve_workers, name=f"{self.label}-workers"
+        )
+        dispatcher.start()
+        try:
+            while (index := self._next_job()) is not None:
+                _here.running_a_job = True
                 try:
-                    kind, index, value = _receive(worker.connection)
-                except (EOFError, OSError):  # its end of the socket closed: it died
-                    raise WorkerDiedError(
-                        f"{label}: worker process {worker.process.pid} ended (exit "
-                        f"code {worker.process.wait()}) while running job "
-                        f"{worker.running}: {jobs[worker.running]!r}"
-                    ) from None
-                if kind == "error":
-                    raise value
-                worker.running = None
-                results[index] = value
-                if on_done is not None:
-                    on_done(jobs[index], value)
-        for worker in workers:
+                    value = self.function(self.jobs[index], **self.shared)
+                finally:
+                    _here.running_a_job = False
+                self._finish(index, value)
+        except BaseException:
+            self.stop.set()
+            dispatcher.join()
+            raise
+        dispatcher.join()  # the workers' last jobs
+        if self.failure:
+            raise self.failure[0]
+        for worker in self.workers:
             _send(worker.connection, ("forget",))
             worker.token = None
-        return results
+        return self.results
+
+    def _start_workers(self) -> None:
+        """Each worker gets the shared inputs and its first job; then their pickle
+        is freed."""
+        payload = pickle.dumps(self.shared, protocol=pickle.HIGHEST_PROTOCOL)
+        log.info(
+            "%s: %d jobs on %d processes (this one and %d worker%s; shared inputs "
+            "%.1f MB)",
+            self.label,
+            len(self.jobs),
+            len(self.workers) + 1,
+            len(self.workers),
+            "" if len(self.workers) == 1 else "s",
+            len(payload) / 1e6,
+        )
+        for worker in self.workers:
+            _send(worker.connection, ("shared", self.token, _torch_threads()))
+            worker.connection.send_bytes(payload)
+            worker.token = self.token
+            self._hand_out(worker, self.todo.popleft())
+
+    def _next_job(self) -> int | None:
+        with self.lock:
+            return self.todo.popleft() if self.todo and not self.failure else None
+
+    def _finish(self, index: int, value: Any) -> None:
+        with self.lock:
+            self.results[index] = value
+            if self.on_done is not None:
+                self.on_done(self.jobs[index], value)
+
+    def _hand_out(self, worker: _Worker, index: int) -> None:
+        job = ("job", self.token, index, self.function, self.jobs[index])
+        _send(worker.connection, job)
+        worker.running = index
+
+    def _serve_workers(self) -> None:
+        while not self.stop.is_set():
+            busy = [w for w in self.workers if w.running is not None]
+            if not busy:
+                return
+            ready = wait([w.connection for w in busy], timeout=0.2)
+            for worker in busy:
+                if worker.connection in ready and not self._take_result(worker):
+                    return
+
+    def _take_result(self, worker: _Worker) -> bool:
+        """The worker's answer: its result kept and its next job handed out (True),
+        or its error, or its death, kept as the map's failure (False)."""
+        try:
+            kind, index, value = _receive(worker.connection)
+        except (EOFError, OSError):  # its end of the socket closed: it died
+            self.failure.append(
+                WorkerDiedError(
+                    f"{self.label}: worker process {worker.process.pid} ended (exit "
+                    f"code {worker.process.wait()}) while running job "
+                    f"{worker.running}: {self.jobs[worker.running]!r}"
+                )
+            )
+            return False
+        if kind == "error":
+            self.failure.append(value)
+            return False
+        worker.running = None
+        self._finish(index, value)
+        index = self._next_job()
+        if index is not None:
+            self._hand_out(worker, index)
+        return True
 
 
 _pools: dict[int, LocalPool] = {}
@@ -317,8 +401,12 @@ def _close_pools() -> None:
 
 
 def in_worker() -> bool:
-    """True in a :class:`LocalPool` worker process."""
-    return os.environ.get("EMOMUCS_WORKER") == "1"
+    """True in a :class:`LocalPool` worker process, and in this process's main thread
+    while it runs one of a map's jobs: progress bars stay with the node, and a job
+    never starts a pool of its own."""
+    return os.environ.get("EMOMUCS_WORKER") == "1" or getattr(
+        _here, "running_a_job", False
+    )
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ def test_two_workers_give_the_same_features_in_track_order(caplog):
     alone = compute_log_mel(stems, {**OPTIONS, "workers": 1})
     with caplog.at_level(logging.INFO, logger="emomucs.local_pool"):
         pooled = compute_log_mel(stems, {**OPTIONS, "workers": 2})
-    assert "3 jobs on 2 worker processes" in caplog.text
+    assert "3 jobs on 2 processes (this one and 1 worker" in caplog.text
     assert pooled["music_ids"].tolist() == sorted(ids)
     assert torch.equal(pooled["values"], alone["values"])
     assert pooled["settings"] == alone["settings"]

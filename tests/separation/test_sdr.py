@@ -87,7 +87,7 @@ def test_two_workers_score_every_track_as_one_process_does(caplog):
     alone = score_stems(stems, mixes, reference)
     with caplog.at_level(logging.INFO, logger="emomucs.local_pool"):
         pooled = score_stems(stems, mixes, reference, workers=2)
-    assert "3 jobs on 2 worker processes" in caplog.text
+    assert "3 jobs on 2 processes (this one and 1 worker" in caplog.text
     assert pooled == alone and pooled["tracks"] == 19
 
 
