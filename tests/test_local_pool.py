@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -144,6 +145,51 @@ def test_a_script_without_a_main_guard_can_use_the_workers(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[2, 5, 10]"
+
+
+def _note_pid_and_sleep(job: int, folder: str) -> None:
+    (Path(folder) / f"{os.getpid()}.pid").touch()
+    time.sleep(120)
+
+
+def _ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")  # a zombie nobody reaps has ended too
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_workers_end_with_a_killed_parent(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            from emomucs.fanout import map_in_order
+            from tests.test_local_pool import _note_pid_and_sleep
+            map_in_order(_note_pid_and_sleep, [0, 1, 2], shared={{"folder": {str(tmp_path)!r}}},
+                         workers=3)
+            """
+        )
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("*.pid"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = {int(f.stem) for f in tmp_path.glob("*.pid")} - {parent.pid}
+        assert len(workers) == 2
+    finally:
+        parent.kill()  # as a scheduler's timeout or the OOM killer would
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while not all(_ended(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_ended(pid) for pid in workers)  # not still busy with their jobs
 
 
 def test_workers_setting():

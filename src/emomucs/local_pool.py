@@ -26,6 +26,7 @@ import gc
 import logging
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -113,6 +116,20 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel end this worker when its parent process ends (killed, timed
+    out), instead of it finishing a job nobody will read (Linux; elsewhere the
+    worker ends at its next message)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(
+            _PR_SET_PDEATHSIG, signal.SIGTERM
+        )
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # it ended before the request took effect
+        sys.exit(0)
 
 
 def _serve(connection: Connection) -> None:
@@ -197,7 +214,13 @@ class LocalPool:
             # a plain `python -m` child: nothing of the parent's __main__ is re-run
             # (multiprocessing's spawn would re-import a script without a main guard)
             process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    __name__,
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=[theirs.fileno()],
                 env={
                     **os.environ,
@@ -410,4 +433,5 @@ def in_worker() -> bool:
 
 
 if __name__ == "__main__":
+    _end_with(int(sys.argv[2]))
     _serve(Connection(int(sys.argv[1])))
