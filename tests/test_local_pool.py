@@ -99,6 +99,21 @@ def test_a_job_error_reaches_the_caller_wherever_it_ran():
     assert map_in_order(_fail_on_three, [1, 2], workers=2) == [1, 2]  # usable again
 
 
+def test_a_failing_progress_callback_fails_the_map_wherever_the_job_ran():
+    def fail(job, _):
+        raise RuntimeError(f"progress of {job} broke")
+
+    with pytest.raises(RuntimeError, match="progress of . broke"):
+        map_in_order(
+            _square_slowly_where,
+            [1, 2, 3],
+            shared={"offset": 0},
+            workers=2,
+            on_done=fail,
+        )
+    assert map_in_order(_fail_on_three, [1, 2], workers=2) == [1, 2]  # usable again
+
+
 def test_a_dead_worker_is_named_with_its_job_and_a_new_one_takes_over():
     with pytest.raises(WorkerDiedError, match=r"exit code 7\) while running job 0: 5"):
         map_in_order(_die_in_a_worker, [5, 6, 7, 8], workers=2)

@@ -10,7 +10,7 @@ Each worker is a fresh interpreter (``python -m emomucs.local_pool``: nothing of
 parent's threads, locks or ``__main__`` is inherited), runs each job with the
 parent's torch thread count, and lives for the whole ``kedro run``, so importing
 torch is paid once per worker, not once per node. A thread of this process hands
-the workers their jobs while its main thread runs its own.
+the workers their jobs while the thread that called the map runs its own.
 
 The jobs' shared inputs (features, the separator) are pickled once per
 :meth:`LocalPool.map` and sent once to each worker that runs one of its jobs; a
@@ -58,7 +58,7 @@ class WorkerDiedError(RuntimeError):
 
 
 _here = threading.local()
-"""``running_a_job`` is set while this process's main thread runs one of a map's jobs."""
+"""``running_a_job`` is set in a thread while it runs one of a map's jobs."""
 
 
 def usable_cores() -> int:
@@ -291,8 +291,8 @@ class LocalPool:
 
 @dataclass
 class _MapRun:
-    """One :meth:`LocalPool.map`: this process's main thread runs jobs while a second
-    thread hands the workers theirs and takes their results."""
+    """One :meth:`LocalPool.map`: the calling thread runs jobs while a second thread
+    hands the workers theirs and takes their results."""
 
     function: Callable[..., Any]
     jobs: Sequence[Any]
@@ -373,6 +373,12 @@ class _MapRun:
         worker.running = index
 
     def _serve_workers(self) -> None:
+        try:
+            self._serve_workers_until_done()
+        except BaseException as error:  # e.g. on_done raised: the map must fail
+            self.failure.append(error)
+
+    def _serve_workers_until_done(self) -> None:
         while not self.stop.is_set():
             busy = [w for w in self.workers if w.running is not None]
             if not busy:
@@ -424,7 +430,7 @@ def _close_pools() -> None:
 
 
 def in_worker() -> bool:
-    """True in a :class:`LocalPool` worker process, and in this process's main thread
+    """True in a :class:`LocalPool` worker process, and in a thread of this process
     while it runs one of a map's jobs: progress bars stay with the node, and a job
     never starts a pool of its own."""
     return os.environ.get("EMOMUCS_WORKER") == "1" or getattr(
