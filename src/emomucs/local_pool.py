@@ -186,7 +186,6 @@ def _picklable(error: BaseException) -> BaseException:
 class _Worker:
     process: subprocess.Popen
     connection: Connection
-    token: str | None = None
     running: int | None = None  # index of its job
 
 
@@ -334,7 +333,6 @@ class _MapRun:
             raise self.failure[0]
         for worker in self.workers:
             _send(worker.connection, ("forget",))
-            worker.token = None
         return self.results
 
     def _start_workers(self) -> None:
@@ -351,10 +349,10 @@ class _MapRun:
             "" if len(self.workers) == 1 else "s",
             len(payload) / 1e6,
         )
+        threads = _torch_threads()
         for worker in self.workers:
-            _send(worker.connection, ("shared", self.token, _torch_threads()))
+            _send(worker.connection, ("shared", self.token, threads))
             worker.connection.send_bytes(payload)
-            worker.token = self.token
             self._hand_out(worker, self.todo.popleft())
 
     def _next_job(self) -> int | None:
