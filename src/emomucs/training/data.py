@@ -120,7 +120,13 @@ def select_inputs(
         index.append(rows[music_id])
     columns = [known.index(s) for s in sources]
     values = features["values"]
-    return values[torch.as_tensor(index, dtype=torch.long)][:, columns]
+    # All tracks and sources in their stored order (a late variant over every stem):
+    # the set itself, not a copy of it beside the one the caller holds.
+    if index != list(range(len(values))):
+        values = values[torch.as_tensor(index, dtype=torch.long)]
+    if columns != list(range(values.shape[1])):
+        values = values[:, columns]
+    return values
 
 
 def select_labels(
