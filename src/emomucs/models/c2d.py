@@ -6,6 +6,7 @@ import copy
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from emomucs.models.base import SourceModel, capture_init, init_weights
@@ -40,12 +41,72 @@ def plan_pools(
     return pools
 
 
+class _MaxPoolKeepingIndices(torch.autograd.Function):
+    """Max-pooling whose backward pass needs only the argmax indices.
+
+    PyTorch's own max-pool keeps its input for the backward pass as well. In C2D that
+    input is the batch-norm's output, which nothing else keeps: the largest feature
+    map of the network, held from the forward pass to the backward pass for its
+    shape alone. Without it an EmoMucs-C2D late training step at batch 16 peaks
+    about 70 MB lower (docs/performance.md), with the same values and gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+        pooled, indices = F.max_pool2d(x, kernel, return_indices=True)
+        ctx.save_for_backward(indices)
+        ctx.kernel = kernel
+        ctx.input_shape = x.shape
+        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (indices,) = ctx.saved_tensors
+        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        if torch.are_deterministic_algorithms_enabled():
+            # max_unpool2d refuses deterministic mode; PyTorch's own backward kernel
+            # reads only the shape and layout of the input it is given, so an
+            # uninitialised tensor of that shape does.
+            shape_only = torch.empty(
+                ctx.input_shape, dtype=grad.dtype, device=grad.device
+            ).contiguous(memory_format=layout)
+            kernel = ctx.kernel
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                grad, shape_only, kernel, kernel, (0, 0), (1, 1), False, indices
+            ), None
+        # The pooling windows do not overlap, so scattering each gradient to its
+        # argmax is the backward pass exactly (and faster than the kernel above).
+        unpooled = F.max_unpool2d(
+            grad, indices, ctx.kernel, output_size=ctx.input_shape[-2:]
+        )
+        return unpooled.contiguous(memory_format=layout), None
+
+
+class MaxPool2dKeepingIndices(nn.MaxPool2d):
+    """``nn.MaxPool2d`` with stride equal to the kernel, no padding, that keeps only
+    the argmax indices for the backward pass (:class:`_MaxPoolKeepingIndices`)."""
+
+    def __init__(self, kernel_size: tuple[int, int]) -> None:
+        super().__init__(tuple(kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            return super().forward(x)
+        return _MaxPoolKeepingIndices.apply(x, self.kernel_size)
+
+
 def original_layout(model: C2D) -> C2D:
     """A copy of ``model`` computed as the original code did: conv → BN → ELU → pool
-    in every block, contiguous (NCHW) weights. The same function as ``model`` (to float
+    in every block, contiguous (NCHW) weights, PyTorch's own max-pool. The same function as ``model`` (to float
     rounding); kept for the tests and benchmarks that compare the two."""
     original = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-    layers = list(original.feature_net)
+    layers = [
+        nn.MaxPool2d(layer.kernel_size)
+        if isinstance(layer, MaxPool2dKeepingIndices)
+        else layer
+        for layer in original.feature_net
+    ]
     for i in range(len(layers) - 1):
         if isinstance(layers[i], nn.MaxPool2d) and isinstance(layers[i + 1], nn.ELU):
             layers[i], layers[i + 1] = layers[i + 1], layers[i]
@@ -119,7 +180,7 @@ class C2D(SourceModel):
             blocks += [
                 nn.Conv2d(in_channels, n_filters, kernel_size=3, padding=1),
                 nn.BatchNorm2d(n_filters),
-                nn.MaxPool2d(pool),
+                MaxPool2dKeepingIndices(pool),
                 nn.ELU(),
             ]
             in_channels = n_filters
