@@ -68,11 +68,20 @@ def _children() -> dict[int, list[int]]:
     return children
 
 
-def tree_pss_kb(root: int) -> int:
-    """Proportional set size of ``root`` and all its descendants, in kB: the memory
-    the process tree holds, pages shared between its processes (torch's libraries
-    in each worker) counted once in all."""
-    children, total, todo = _children(), 0, [root]
+def _command_line(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    line = " ".join(w.decode(errors="replace") for w in words if w)
+    return line[:120]
+
+
+def tree_pss(root: int) -> dict[int, int]:
+    """Proportional set size in kB of ``root`` and each of its descendants: the
+    memory each process holds, pages shared between them (torch's libraries in each
+    worker) split between them, so the values add up to what the tree holds."""
+    children, sizes, todo = _children(), {}, [root]
     while todo:
         pid = todo.pop()
         todo += children.get(pid, [])
@@ -81,22 +90,37 @@ def tree_pss_kb(root: int) -> int:
         except OSError:  # ended meanwhile
             continue
         found = re.search(r"^Pss:\s+(\d+) kB", rollup, flags=re.M)
-        total += int(found.group(1)) if found else 0
-    return total
+        sizes[pid] = int(found.group(1)) if found else 0
+    return sizes
+
+
+def tree_pss_kb(root: int) -> int:
+    """:func:`tree_pss` of the whole tree, in kB."""
+    return sum(tree_pss(root).values())
 
 
 class _TreeMemory(threading.Thread):
-    """Samples :func:`tree_pss_kb` of a process every ``every`` seconds; keeps the
-    peak."""
+    """Samples :func:`tree_pss` of a process every ``every`` seconds; keeps the
+    peak, when it was and the processes that held it."""
 
     def __init__(self, pid: int, every: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.pid, self.every, self.peak_kb = pid, every, 0
+        self.peak_at: float | None = None
+        self.peak_processes: list[dict[str, object]] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(self.every):
-            self.peak_kb = max(self.peak_kb, tree_pss_kb(self.pid))
+            sizes = tree_pss(self.pid)
+            total = sum(sizes.values())
+            if total > self.peak_kb:
+                self.peak_kb, self.peak_at = total, time.time()
+                self.peak_processes = [
+                    {"command": _command_line(pid), "pss_mb": round(kb / 1024, 1)}
+                    for pid, kb in sorted(sizes.items(), key=lambda item: -item[1])
+                    if kb >= 50 * 1024
+                ]
 
 
 def _timed(command: str, cwd: Path, log: Path) -> dict[str, float]:
@@ -131,6 +155,8 @@ def _timed(command: str, cwd: Path, log: Path) -> dict[str, float]:
         "cpu_s": round(user + system, 1),
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "peak_tree_mb": round(memory.peak_kb / 1024, 1),
+        "peak_processes": memory.peak_processes,
+        "peak_node": node_at(text, memory.peak_at),
         "time_elapsed_s": elapsed,
     }
 
@@ -164,6 +190,30 @@ def node_times(log: str) -> dict[str, float]:
             )
             running = None
     return dict(sorted(seconds.items(), key=lambda item: -item[1]))
+
+
+def node_at(log: str, when: float | None) -> str | None:
+    """The Kedro node that was running at ``when`` (a Unix time) by the log's
+    timestamps (1 s resolution, local time, as rich prints them), or None."""
+    if when is None:
+        return None
+    moment = datetime.fromtimestamp(when).replace(microsecond=0)
+    now, running = None, None
+    for line in log.splitlines():
+        stamp = _STAMP.match(line)
+        if stamp:
+            now = datetime.strptime(stamp.group(1), "%m/%d/%y %H:%M:%S")
+            if now > moment:
+                break
+        found = _NODE_LINE.search(line)
+        if found and now is not None:
+            kind, name = found.groups()
+            namespace = re.search(r"-> \[([A-Za-z0-9_]+\.[A-Za-z0-9_]+)\.", line)
+            label = name.rstrip(":") or "(unnamed)"
+            if namespace:
+                label = f"{namespace.group(1)}: {label}"
+            running = label if kind == "Running" else None
+    return running
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -271,6 +321,21 @@ def markdown(result: dict) -> str:
             f"{figures['peak_rss_mb']} | "
             f"{goals.get(step, '–')} |"
         )
+    first = result["first"]
+    if first.get("peak_processes"):
+        lines += [
+            "",
+            f"At the first run's peak ({first['peak_tree_mb']} MB, during "
+            f"`{first.get('peak_node') or 'no node'}`), the processes holding 50 MB "
+            "or more:",
+            "",
+            "| process | PSS MB |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| `{process['command']}` | {process['pss_mb']} |"
+            for process in first["peak_processes"]
+        ]
     lines += ["", "Slowest nodes of the first run (seconds, from Kedro's log):", ""]
     lines += ["| node | s |", "|---|---|"]
     for name, seconds in list(result["first"]["nodes_s"].items())[:15]:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -101,3 +102,58 @@ def test_tree_memory_counts_the_children():
     finally:
         child.kill()
         child.wait()
+
+
+def test_tree_memory_names_the_process_holding_the_peak():
+    from benchmarks.first_run import _TreeMemory
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; b = bytearray(200_000_000); print(1, flush=True); "
+            "time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    memory = _TreeMemory(os.getpid(), every=0.05)
+    try:
+        child.stdout.readline()
+        memory.start()
+        time.sleep(0.5)
+    finally:
+        memory.done.set()
+        memory.join()
+        child.kill()
+        child.wait()
+    (holder,) = [
+        process
+        for process in memory.peak_processes
+        if "bytearray(200_000_000)" in process["command"]
+    ]
+    assert holder["pss_mb"] > 180 and memory.peak_at is not None
+
+
+def test_node_at_reads_the_running_node_from_kedros_log():
+    from datetime import datetime
+
+    from benchmarks.first_run import node_at
+
+    log = "\n".join(
+        [
+            "[12/03/26 06:30:00] INFO     Running node: separate_sources: "
+            "separate([clips]) -> [stems]",
+            "[12/03/26 06:30:05] INFO     Completed node: separate_sources",
+            "                    INFO     Running node: train_nested_cv: "
+            "train([x]) -> [emomucs_late.c2d_full.splits]",
+            "[12/03/26 06:31:00] INFO     Completed node: train_nested_cv",
+        ]
+    )
+
+    def at(text: str) -> float:
+        return datetime.strptime(text, "%H:%M:%S").replace(2026, 12, 3).timestamp()
+
+    assert node_at(log, at("06:30:30")) == "emomucs_late.c2d_full: train_nested_cv"
+    assert node_at(log, at("06:30:02")) == "separate_sources"
+    assert node_at(log, at("06:31:30")) is None
+    assert node_at(log, None) is None
