@@ -96,3 +96,16 @@ def test_the_key_holds_the_built_model_and_the_device(
     # the changed argument is named, in the built model and in the variant's settings
     assert "model.kwargs.hidden_units (64 -> 8)" in caplog.text
     assert "experiment.network_kwargs.hidden_units (null -> 8)" in caplog.text
+
+
+def test_the_heap_setting_is_not_part_of_the_key(small_corpus, tmp_path, counted):
+    table, features = small_corpus
+    folds = assign_folds(table["musicId"], outer_folds=3, inner_folds=2, seed=0)
+    spec = ExperimentSpec.from_params({"model": "C1D", "sources": ["bass"]})
+    fixed = CVOptions(QUICK.train, cache_dir=str(tmp_path), heap_mmap_threshold_mb=8)
+    first = run_nested_cv(spec, features, table, folds, fixed)
+    assert len(counted) == 6
+    adaptive = CVOptions(QUICK.train, cache_dir=str(tmp_path))
+    again = run_nested_cv(spec, features, table, folds, adaptive)
+    assert len(counted) == 6  # every split reused: the numbers do not depend on it
+    assert again.predictions.equals(first.predictions)

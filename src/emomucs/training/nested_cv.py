@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emomucs.fanout import map_in_order
+from emomucs.heap import MAX_MMAP_THRESHOLD_MB, fix_mmap_threshold
 from emomucs.models import from_checkpoint, to_checkpoint
 from emomucs.progress import quiet_progress
 from emomucs.training.cache import SplitCache, environment, hash_values, slug
@@ -57,6 +58,10 @@ class CVOptions:
             with ``num_threads`` threads: ``auto`` (one per usable core) or a
             count; 1 trains them one after another here. The results do not
             depend on it.
+        heap_mmap_threshold_mb: Every process that trains a split returns freed
+            blocks of this size or more to the system
+            (:func:`emomucs.heap.fix_mmap_threshold`); None keeps glibc's adaptive
+            default. The results do not depend on it.
     """
 
     train: TrainOptions
@@ -66,10 +71,17 @@ class CVOptions:
     cache_dir: str | None = None
     num_threads: int | None = None
     workers: int | Literal["auto"] | None = 1
+    heap_mmap_threshold_mb: float | None = None
 
     def __post_init__(self) -> None:
         if int(self.repeats) < 1:
             raise ValueError(f"training.repeats must be at least 1, got {self.repeats}")
+        threshold = self.heap_mmap_threshold_mb
+        if threshold is not None and not 0 < threshold <= MAX_MMAP_THRESHOLD_MB:
+            raise ValueError(
+                "training.heap_mmap_threshold_mb must be above 0 and at most "
+                f"{MAX_MMAP_THRESHOLD_MB}, or null; got {threshold}"
+            )
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> CVOptions:
@@ -398,6 +410,7 @@ def run_nested_cv(
         "device",
         "repeats",
         "workers",
+        "heap_mmap_threshold_mb",
     ):
         settings.pop(key)
     with torch.random.fork_rng():  # building draws weights; keep the seeds' stream
@@ -496,6 +509,8 @@ def train_and_cache_split(
     """
     if options.num_threads:
         torch.set_num_threads(int(options.num_threads))
+    if options.heap_mmap_threshold_mb is not None:
+        fix_mmap_threshold(options.heap_mmap_threshold_mb)
     where = (job.repeat, job.split.outer, job.split.inner)
     entry = cache.load(*where, job.key)
     if entry is None:
