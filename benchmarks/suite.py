@@ -110,6 +110,11 @@ REGISTRY: tuple[Benchmark, ...] = (
         "one torch thread vs all cores: separation and an epoch of C1D and C2D",
     ),
     Benchmark(
+        "split_memory",
+        "split_memory",
+        "one training split in a worker: memory, saved tensors, time; glibc settings",
+    ),
+    Benchmark(
         "recipe",
         "recipe",
         "networks vs a ridge, paper vs base recipe (needs oracle features; long)",

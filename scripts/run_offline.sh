@@ -15,6 +15,11 @@ fi
 # `kedro run --pipeline=emomucs_late` (conf/base: 3 repeats) adds two more seeds per
 # split and takes this one from the split cache. REPEATS=3 runs them all now.
 repeats="training.repeats=${REPEATS:-1}"
+# malloc's large blocks on transparent huge pages: training faults its feature maps in
+# 512 times less often (src/emomucs/heap.py; the workers get it from the local pool)
+if [[ "${GLIBC_TUNABLES:-}" != *glibc.malloc.hugetlb=* ]]; then
+  export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
+fi
 args=()
 next_is_params=false
 for arg in "$@"; do

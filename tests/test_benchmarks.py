@@ -157,3 +157,27 @@ def test_node_at_reads_the_running_node_from_kedros_log():
     assert node_at(log, at("06:30:02")) == "separate_sources"
     assert node_at(log, at("06:31:30")) is None
     assert node_at(log, None) is None
+
+
+def test_split_memory_reads_each_row_against_the_baseline_of_its_own_round():
+    from benchmarks import split_memory
+
+    def run(seconds, peak):
+        return {"train_s": seconds, "peak_rss_mb": peak, "inputs_rss_mb": 100}
+
+    other = split_memory.RUN_DEFAULTS
+    # a busy host in the second round slows both rows alike
+    rounds = [
+        {split_memory.BASELINE: run(4.0, 600), other: run(3.0, 500)},
+        {split_memory.BASELINE: run(8.0, 610), other: run(6.0, 510)},
+        {split_memory.BASELINE: run(3.0, 590), other: run(3.6, 490)},
+    ]
+    result = split_memory.summarise_rounds(rounds)
+    tuned = result[other]
+    assert tuned["train_s"] == 3.6 and tuned["train_s_range"] == [3.0, 6.0]
+    # per round 0.75, 0.75, 1.2: not 3.6 / 4.0 from the medians
+    assert tuned["train_s_ratio_to_baseline"] == 0.75
+    assert result[split_memory.BASELINE]["train_s_ratio_to_baseline"] == 1.0
+    time_row, memory_row = split_memory.summarize(result)
+    assert time_row["ratio"] == round(1 / 0.75, 2)
+    assert memory_row["value"] == 400 and memory_row["reference"] == 500

@@ -77,6 +77,18 @@ def test_two_processes_give_the_loop_results_in_the_jobs_order():
     assert {pid for _, pid in again} <= where
 
 
+def _tunables_where(job: int) -> tuple[str, int]:
+    time.sleep(0.05)
+    return os.environ.get("GLIBC_TUNABLES", ""), os.getpid()
+
+
+def test_workers_start_with_mallocs_blocks_on_huge_pages(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    results = map_in_order(_tunables_where, list(range(8)), workers=2)
+    in_workers = {tunables for tunables, pid in results if pid != os.getpid()}
+    assert in_workers == {"glibc.malloc.hugetlb=1"}
+
+
 def test_jobs_here_are_quiet_and_start_no_pool_of_their_own():
     flags = map_in_order(_in_worker_flag, [0, 1, 2, 3], workers=2)
     assert flags == [True] * 4

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from emomucs.heap import with_huge_pages
+
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -221,13 +223,15 @@ class LocalPool:
                     str(os.getpid()),
                 ],
                 pass_fds=[theirs.fileno()],
-                env={
-                    **os.environ,
-                    "PYTHONPATH": os.pathsep.join(sys.path),
-                    # the workers are the parallelism: one BLAS and OpenMP thread each
-                    # (torch's count is set per map, from the parent's)
-                    **dict.fromkeys(_THREAD_VARIABLES, "1"),
-                },
+                env=with_huge_pages(
+                    {
+                        **os.environ,
+                        "PYTHONPATH": os.pathsep.join(sys.path),
+                        # the workers are the parallelism: one BLAS and OpenMP thread
+                        # each (torch's count is set per map, from the parent's)
+                        **dict.fromkeys(_THREAD_VARIABLES, "1"),
+                    }
+                ),
             )
             theirs.close()
             self._workers.append(_Worker(process, Connection(ours.detach())))
