@@ -15,10 +15,12 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
   trained like the networks: on each inner split's training part (standardised
   there), its alpha chosen on that split's validation part, and the split with the
   lowest validation MSE predicting the outer fold's test tracks;
-- **C1D** on each stem and **EmoMucs-C1D late fusion** (freeze and full) with the
+- **C1D** (or with ``--network C2D``, **C2D**) on each stem and **EmoMucs late
+  fusion** of that network (freeze and full) with the
   **paper** recipe (``conf/paper``: flatten, summed MSE, lr 0.005, batch 64, no
-  standardisation), the **base** recipe (``conf/base``) and **base-flatten** (base
-  with the paper's flattening C1D, isolating the pooling), each read from the
+  standardisation), the **base** recipe (``conf/base``), **base-flatten** (base
+  with the paper's flattening C1D, isolating the pooling) and **base-c2d16**,
+  **base-c2d32** (base with C2D's 16 or the paper's 32 filters), each read from the
   environment's ``training`` and ``networks`` blocks, with ``max_epochs`` capped at
   ``--max-epochs`` (200; the paper's 10000 would run for hours; the cap is recorded,
   with how many splits reached it) and ``training.repeats`` set to ``--repeats`` (1)
@@ -60,9 +62,16 @@ from emomucs.training.folds import assign_folds, iter_splits
 from emomucs.training.metrics import DIMENSIONS, score
 
 log = logging.getLogger("recipe")
-RECIPES = ("paper", "base-flatten", "base")
+RECIPES = ("paper", "base-flatten", "base", "base-c2d16", "base-c2d32")
 """Columns: the paper env, base's training with the paper's C1D (flatten: base's
-recipe before C1D pooled over time), and base."""
+recipe before C1D pooled over time), base, and base with C2D's 16 or 32 filters
+(the paper's 32; base has 8)."""
+VARIANT_RECIPES = {
+    "base-flatten": {"C1D": {"pooling": "flatten"}},
+    "base-c2d16": {"C2D": {"n_filters": 16}},
+    "base-c2d32": {"C2D": {"n_filters": 32}},
+}
+"""Recipes that are base with some network arguments changed."""
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -78,8 +87,8 @@ def newest(path: Path) -> Path:
 
 def recipe(name: str, max_epochs: int, repeats: int) -> dict:
     """An environment's ``training`` block and ``networks`` block (base under it);
-    ``base-flatten`` is base with C1D's ``pooling: flatten``."""
-    env = "base" if name == "base-flatten" else name
+    the :data:`VARIANT_RECIPES` are base with their network arguments changed."""
+    env = "base" if name in VARIANT_RECIPES else name
     base = ROOT / "conf" / "base" / "parameters"
     blocks = {}
     for file, key in (("training.yml", "training"), ("experiments.yml", "networks")):
@@ -88,9 +97,9 @@ def recipe(name: str, max_epochs: int, repeats: int) -> dict:
         if env != "base" and override.exists():
             values = yaml.safe_load(override.read_text()).get(key, values)
         blocks[key] = values
-    if name == "base-flatten":
-        networks = blocks["networks"]
-        networks["C1D"] = {**networks.get("C1D", {}), "pooling": "flatten"}
+    networks = blocks["networks"]
+    for network, changes in VARIANT_RECIPES.get(name, {}).items():
+        networks[network] = {**networks.get(network, {}), **changes}
     training = {
         **blocks["training"],
         "max_epochs": min(int(blocks["training"]["max_epochs"]), max_epochs),
@@ -219,6 +228,7 @@ def markdown(result: dict) -> str:
             text += ")"
         return text
 
+    network = result.get("network", "C1D")
     for row, label in result["rows"]:
         lines.append(
             f"| {label} | {cell(result['ridge'].get(row))} | "
@@ -227,8 +237,8 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "Recipes (`training` and `networks.C1D` of each environment; base-flatten is",
-        "base with the paper's C1D):",
+        f"Recipes (`training` and `networks.{network}` of each environment; the "
+        "base-* recipes are base with the network arguments shown):",
         "",
     ]
     for env in columns:
@@ -243,7 +253,9 @@ def markdown(result: dict) -> str:
             "max_epochs",
         )
         training = ", ".join(f"{k} {settings['training'].get(k)}" for k in keys)
-        lines.append(f"- {env}: {training}; C1D {settings['networks']['C1D']}")
+        lines.append(
+            f"- {env}: {training}; {network} {settings['networks'].get(network, {})}"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -264,6 +276,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="seeds per split")
+    parser.add_argument(
+        "--network",
+        choices=["C1D", "C2D"],
+        default="C1D",
+        help="the single-source network, and EmoMucs' source network",
+    )
     parser.add_argument(
         "--strategies", nargs="*", default=["freeze", "full"], help="late fusion"
     )
@@ -298,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         "n_tracks": len(ids),
         "folds": {"outer": args.outer, "inner": args.inner, "seed": args.seed},
         "max_epochs": args.max_epochs,
+        "network": args.network,
         "threads": args.threads,
         "load_average": round(os.getloadavg()[0], 2),
         "machine": platform.processor() or platform.machine(),
@@ -308,7 +327,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ridge": {},
     }
     for stem in args.stems:
-        result["rows"].append((stem, f"{stem} (C1D)"))
+        result["rows"].append((stem, f"{stem} ({args.network})"))
         result["ridge"][stem] = {
             "r2": r2(ridge_predictions(features, table, folds, [stem]))
         }
@@ -327,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
         scores, pretrained = {}, {}
         for stem in args.stems:
             spec = ExperimentSpec.from_params(
-                {"model": "C1D", "sources": [stem]}, networks
+                {"model": args.network, "sources": [stem]}, networks
             )
             entry = run_network(spec, features, table, folds, settings)
             pretrained[stem] = entry.pop("models")
@@ -337,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
             spec = ExperimentSpec.from_params(
                 {
                     "model": "EmoMucs",
-                    "source_model": "C1D",
+                    "source_model": args.network,
                     "sources": list(args.stems),
                     "fusion": "late",
                     "strategy": strategy,
@@ -358,8 +377,14 @@ def merge(paths: list[Path]) -> dict:
     parts = [json.loads(path.read_text()) for path in paths]
     merged = {**parts[0], "recipes": {}, "load_average": []}
     for part in parts:
-        if (part["features"], part["folds"]) != (merged["features"], merged["folds"]):
-            raise SystemExit(f"{paths}: results of different corpora or folds")
+        if (part["features"], part["folds"], part.get("network", "C1D")) != (
+            merged["features"],
+            merged["folds"],
+            merged.get("network", "C1D"),
+        ):
+            raise SystemExit(
+                f"{paths}: results of different corpora, folds or networks"
+            )
         merged["recipes"].update(part["recipes"])
         merged["rows"] += [row for row in part["rows"] if row not in merged["rows"]]
         merged["load_average"].append(part["load_average"])

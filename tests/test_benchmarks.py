@@ -181,3 +181,18 @@ def test_split_memory_reads_each_row_against_the_baseline_of_its_own_round():
     time_row, memory_row = split_memory.summarize(result)
     assert time_row["ratio"] == round(1 / 0.75, 2)
     assert memory_row["value"] == 400 and memory_row["reference"] == 500
+
+
+def test_recipe_variants_change_only_their_networks_arguments():
+    from benchmarks import recipe
+
+    base = recipe.recipe("base", 50, 1)
+    wider = recipe.recipe("base-c2d16", 50, 1)
+    assert base["networks"]["C2D"]["n_filters"] == 8
+    assert wider["networks"]["C2D"]["n_filters"] == 16
+    assert wider["networks"]["C1D"] == base["networks"]["C1D"]
+    assert wider["training"] == base["training"]
+    assert recipe.recipe("base-flatten", 50, 1)["networks"]["C1D"]["pooling"] == (
+        "flatten"
+    )
+    assert recipe.recipe("paper", 50, 1)["training"]["max_epochs"] == 50  # capped
