@@ -89,6 +89,27 @@ def test_workers_start_with_mallocs_blocks_on_huge_pages(monkeypatch):
     assert in_workers == {"glibc.malloc.hugetlb=1"}
 
 
+def _pid_slowly(job: int) -> int:
+    time.sleep(0.05)
+    return os.getpid()
+
+
+def _workers_of(results: list[int]) -> set[int]:
+    return set(results) - {os.getpid()}
+
+
+def test_a_worker_serves_one_function_and_another_function_gets_a_fresh_one():
+    first = _workers_of(map_in_order(_pid_slowly, list(range(6)), workers=2))
+    again = _workers_of(map_in_order(_pid_slowly, list(range(6)), workers=2))
+    assert len(first) == 1 and again == first  # kept between maps of one function
+    other = _workers_of(
+        [pid for _, pid in map_in_order(_tunables_where, list(range(6)), workers=2)]
+    )
+    assert len(other) == 1 and other != first
+    with pytest.raises(ProcessLookupError):  # the retired worker has ended
+        os.kill(first.pop(), 0)
+
+
 def test_jobs_here_are_quiet_and_start_no_pool_of_their_own():
     flags = map_in_order(_in_worker_flag, [0, 1, 2, 3], workers=2)
     assert flags == [True] * 4
