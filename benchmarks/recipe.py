@@ -19,8 +19,10 @@ pipeline does (``cv.seed``), and scores, per dimension (pooled out-of-fold R²):
   fusion** of that network (freeze and full) with the
   **paper** recipe (``conf/paper``: flatten, summed MSE, lr 0.005, batch 64, no
   standardisation), the **base** recipe (``conf/base``), **base-flatten** (base
-  with the paper's flattening C1D, isolating the pooling) and **base-c2d16**,
-  **base-c2d32** (base with C2D's 16 or the paper's 32 filters), each read from the
+  with the paper's flattening C1D, isolating the pooling), **base-c2d16**,
+  **base-c2d32** (base with C2D's 16 or the paper's 32 filters) and
+  **base-lr0.001** (base with Adam's learning rate at 0.001) and **base-c2d-rows5**
+  (C2D pooling over time only, 5 frequency rows kept), each read from the
   environment's ``training`` and ``networks`` blocks, with ``max_epochs`` capped at
   ``--max-epochs`` (200; the paper's 10000 would run for hours; the cap is recorded,
   with how many splits reached it) and ``training.repeats`` set to ``--repeats`` (1)
@@ -62,16 +64,30 @@ from emomucs.training.folds import assign_folds, iter_splits
 from emomucs.training.metrics import DIMENSIONS, score
 
 log = logging.getLogger("recipe")
-RECIPES = ("paper", "base-flatten", "base", "base-c2d16", "base-c2d32")
+RECIPES = (
+    "paper",
+    "base-flatten",
+    "base",
+    "base-c2d16",
+    "base-c2d32",
+    "base-lr0.001",
+    "base-c2d-rows5",
+)
 """Columns: the paper env, base's training with the paper's C1D (flatten: base's
-recipe before C1D pooled over time), base, and base with C2D's 16 or 32 filters
-(the paper's 32; base has 8)."""
+recipe before C1D pooled over time), base, base with C2D's 16 or 32 filters (the
+paper's 32; base has 8), base with Adam's learning rate at 0.001 (base: 0.005), and
+base with C2D averaging over time only, keeping the 5 frequency rows its first three
+pools leave (base: all 5 blocks pool frequency, then a global average)."""
 VARIANT_RECIPES = {
-    "base-flatten": {"C1D": {"pooling": "flatten"}},
-    "base-c2d16": {"C2D": {"n_filters": 16}},
-    "base-c2d32": {"C2D": {"n_filters": 32}},
+    "base-flatten": {"networks": {"C1D": {"pooling": "flatten"}}},
+    "base-c2d16": {"networks": {"C2D": {"n_filters": 16}}},
+    "base-c2d32": {"networks": {"C2D": {"n_filters": 32}}},
+    "base-lr0.001": {"training": {"learning_rate": 0.001}},
+    "base-c2d-rows5": {
+        "networks": {"C2D": {"pooling": "time", "freq_pools": [2, 2, 2, 1, 1]}}
+    },
 }
-"""Recipes that are base with some network arguments changed."""
+"""Recipes that are base with some network arguments or training settings changed."""
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -87,7 +103,7 @@ def newest(path: Path) -> Path:
 
 def recipe(name: str, max_epochs: int, repeats: int) -> dict:
     """An environment's ``training`` block and ``networks`` block (base under it);
-    the :data:`VARIANT_RECIPES` are base with their network arguments changed."""
+    the :data:`VARIANT_RECIPES` are base with their changes."""
     env = "base" if name in VARIANT_RECIPES else name
     base = ROOT / "conf" / "base" / "parameters"
     blocks = {}
@@ -97,11 +113,13 @@ def recipe(name: str, max_epochs: int, repeats: int) -> dict:
         if env != "base" and override.exists():
             values = yaml.safe_load(override.read_text()).get(key, values)
         blocks[key] = values
+    changes = VARIANT_RECIPES.get(name, {})
     networks = blocks["networks"]
-    for network, changes in VARIANT_RECIPES.get(name, {}).items():
-        networks[network] = {**networks.get(network, {}), **changes}
+    for network, arguments in changes.get("networks", {}).items():
+        networks[network] = {**networks.get(network, {}), **arguments}
     training = {
         **blocks["training"],
+        **changes.get("training", {}),
         "max_epochs": min(int(blocks["training"]["max_epochs"]), max_epochs),
         "repeats": repeats,  # the same for every recipe, so the columns compare
         "cache_dir": None,

@@ -196,3 +196,9 @@ def test_recipe_variants_change_only_their_networks_arguments():
         "flatten"
     )
     assert recipe.recipe("paper", 50, 1)["training"]["max_epochs"] == 50  # capped
+    slower = recipe.recipe("base-lr0.001", 50, 1)
+    assert slower["training"]["learning_rate"] == 0.001
+    assert {**slower["training"], "learning_rate": None} == {
+        **base["training"],
+        "learning_rate": None,
+    }

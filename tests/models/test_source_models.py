@@ -182,3 +182,22 @@ def test_c1d_flatten_is_the_default_and_unknown_pooling_is_refused():
     wave = WaveC1D(n_samples=16256, kernel_size=256, stride=128, pooling="mean")
     assert wave.feature_size == 16
     assert wave(torch.randn(2, 16256)).shape == (2, 2)
+
+
+def test_c2d_time_pooling_keeps_the_frequency_rows_apart():
+    torch.manual_seed(0)
+    model = C2D(N_MELS, N_FRAMES, n_filters=4, freq_pools=(2, 2, 2, 1, 1))
+    rows = C2D(
+        N_MELS, N_FRAMES, n_filters=4, freq_pools=(2, 2, 2, 1, 1), pooling="time"
+    )
+    rows.feature_net.load_state_dict(model.feature_net.state_dict())
+    height = N_MELS // 8
+    assert rows.feature_size == 4 * height and model.feature_size == 4
+    x = torch.randn(BATCH, N_MELS, N_FRAMES)
+    model.eval(), rows.eval()
+    per_row = rows.features(x).reshape(BATCH, 4, height)
+    # the global average is the mean of the rows the time pooling keeps apart
+    assert torch.allclose(per_row.mean(-1), model.features(x), atol=1e-6)
+    assert rows(x).shape == (BATCH, 2)
+    with pytest.raises(ValueError, match="pooling must be"):
+        C2D(N_MELS, N_FRAMES, pooling="frequency")

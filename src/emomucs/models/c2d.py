@@ -142,6 +142,10 @@ class C2D(SourceModel):
         hidden_units: its units.
         dropout: dropout before the hidden FC layer (the original head has none).
         n_outputs: predicted values.
+        pooling: ``global`` (the original): the last feature map averaged over
+            frequency and time, ``n_filters`` features; ``time``: averaged over time
+            only, ``n_filters`` × the rows the frequency pools leave (1 with the
+            default pools, so set fewer, e.g. ``freq_pools: [2, 2, 2, 1, 1]``).
     """
 
     name = "C2D"
@@ -159,8 +163,13 @@ class C2D(SourceModel):
         hidden_units: int = 32,
         dropout: float = 0.0,
         n_outputs: int = 2,
+        pooling: str = "global",
     ) -> None:
         super().__init__()
+        if pooling not in ("global", "time"):
+            raise ValueError(
+                f"C2D: pooling must be 'global' or 'time', got {pooling!r}"
+            )
         self.n_mels, self.n_frames = int(n_mels), int(n_frames)
         if self.n_mels < 1 or self.n_frames < 1:
             raise ValueError(
@@ -184,9 +193,18 @@ class C2D(SourceModel):
                 nn.ELU(),
             ]
             in_channels = n_filters
-        blocks += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
+        height = self.n_mels
+        for f_pool, _ in self.pool_sizes:
+            height //= f_pool
+        # "time" keeps the last block's frequency rows apart: global pooling makes
+        # the features blind to where in frequency a pattern sits, which only the
+        # padding at the map's edges can tell the filters
+        rows = 1 if pooling == "global" else height
+        average = nn.AdaptiveAvgPool2d(1 if pooling == "global" else (rows, 1))
+        blocks += [average, nn.Flatten(1)]
+        self.pooling = pooling
         self.feature_net = nn.Sequential(nn.Unflatten(1, (1, self.n_mels)), *blocks)
-        self.feature_size = int(n_filters)
+        self.feature_size = int(n_filters) * rows
         self.has_hidden_layer = bool(hidden_layer)
         if self.has_hidden_layer:
             self.hidden_net = nn.Sequential(
